@@ -1,0 +1,89 @@
+"""Name -> object registries.
+
+Strings exist only at the boundary (CLI, config files). Inside the package, code
+passes the registered objects themselves. Each registry has a ``kind`` that
+``pedagogym list`` prints beside every entry.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+_ALL: dict[str, "Registry"] = {}
+
+
+class RegistryError(KeyError):
+    """Unknown name or duplicate registration."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want plain text
+        return str(self.args[0])
+
+
+class Registry(Generic[T]):
+    """An ordered mapping from names to objects of one kind."""
+
+    def __init__(self, kind: str):
+        if kind in _ALL:
+            raise RegistryError(f"a registry of kind {kind!r} already exists")
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+        self._loaders: list[Callable[[], None]] = []
+        _ALL[kind] = self
+
+    def register(self, name: str, obj: T) -> T:
+        if name in self._entries:
+            raise RegistryError(f"{self.kind} {name!r} is registered twice")
+        self._entries[name] = obj
+        return obj
+
+    def add_loader(self, loader: Callable[[], None]) -> None:
+        """A function that registers entries lazily (e.g. files found on disk)."""
+        self._loaders.append(loader)
+
+    def _load(self) -> None:
+        loaders, self._loaders = self._loaders, []
+        for loader in loaders:
+            loader()
+
+    def get(self, name: str) -> T:
+        self._load()
+        try:
+            return self._entries[name]
+        except KeyError:
+            known = ", ".join(sorted(self._entries)) or "(none)"
+            raise RegistryError(f"unknown {self.kind} {name!r}; known: {known}") from None
+
+    def __contains__(self, name: object) -> bool:
+        self._load()
+        return name in self._entries
+
+    def names(self) -> list[str]:
+        self._load()
+        return list(self._entries)
+
+    def items(self) -> list[tuple[str, T]]:
+        self._load()
+        return list(self._entries.items())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        self._load()
+        return len(self._entries)
+
+
+def all_registries() -> dict[str, Registry]:
+    """Every registry, after importing the modules that fill them."""
+    import pedagogym.curriculum  # noqa: F401
+    import pedagogym.student_models  # noqa: F401
+
+    for optional in ("pedagogym.envs", "pedagogym.policies", "pedagogym.agents"):
+        try:
+            __import__(optional)
+        except ModuleNotFoundError as exc:  # a later layer not built yet
+            if exc.name != optional:
+                raise
+    return dict(_ALL)

@@ -1,0 +1,18 @@
+"""Student models (pure JAX), learner components and populations, with their registries."""
+from pedagogym.registry import Registry
+from pedagogym.student_models.base import StudentModel, Traits
+from pedagogym.student_models.population import BUILTIN_POPULATIONS, Population, load_population, sample_traits
+
+STUDENT_MODELS: Registry[StudentModel] = Registry("student_model")
+POPULATIONS: Registry[Population] = Registry("population")
+
+# One line per model: the module's class, registered under its ``name``.
+from pedagogym.student_models.bkt import BKT  # noqa: E402
+
+for _model in (BKT(),):
+    STUDENT_MODELS.register(_model.name, _model)
+
+for _pop in BUILTIN_POPULATIONS:
+    POPULATIONS.register(_pop.name, _pop)
+
+__all__ = ["STUDENT_MODELS", "POPULATIONS", "StudentModel", "Traits", "Population", "load_population", "sample_traits"]

@@ -1,0 +1,121 @@
+"""Bayesian Knowledge Tracing with forgetting.
+
+Corbett, A. T. & Anderson, J. R. (1995). Knowledge tracing: Modeling the acquisition of
+procedural knowledge. User Modeling and User-Adapted Interaction 4, 253-278.
+Parameter names and the forgetting extension follow pyBKT (Badrinath, Wang & Pardos 2021):
+prior, learns, forgets, guesses, slips.
+
+Two uses of one set of equations:
+
+* the simulated learner (:class:`BKT`) holds a binary latent ``known`` per skill;
+* the observer (:func:`observe`) is the forward pass a platform runs on logged
+  responses to keep a belief P(known) per skill. Environments use it for the
+  knowledge-tracer belief in observations.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from pedagogym.curriculum.spec import CurriculumArrays
+from pedagogym.student_models.base import StudentModel, Traits, item_default, item_skills, logit, skill_mean
+
+
+class BKTParams(NamedTuple):
+    """Per-skill BKT parameters, each float32[S] in (0, 1)."""
+
+    p_init: Array
+    p_learn: Array
+    p_forget: Array
+    p_guess: Array
+    p_slip: Array
+
+
+class BKTState(NamedTuple):
+    known: Array  # bool[S]; hidden from the policy
+
+
+# ---- the observer: pyBKT's forward equations, for beliefs and golden tests -------------
+def predict(p_known: Array, p_guess: Array, p_slip: Array) -> Array:
+    """P(correct) given belief P(known): known*(1-slip) + (1-known)*guess."""
+    return p_known * (1.0 - p_slip) + (1.0 - p_known) * p_guess
+
+
+def posterior(p_known: Array, correct: Array, p_guess: Array, p_slip: Array) -> Array:
+    """P(known | response), Bayes' rule on one observed response."""
+    like_known = jnp.where(correct, 1.0 - p_slip, p_slip)
+    like_unknown = jnp.where(correct, p_guess, 1.0 - p_guess)
+    num = p_known * like_known
+    return num / (num + (1.0 - p_known) * like_unknown)
+
+
+def transition(p_known: Array, p_learn: Array, p_forget: Array) -> Array:
+    """Belief after one practice opportunity: learn if unknown, forget if known."""
+    return p_known * (1.0 - p_forget) + (1.0 - p_known) * p_learn
+
+
+def observe(p_known: Array, correct: Array, observed: Array, p_learn: Array, p_forget: Array,
+            p_guess: Array, p_slip: Array) -> Array:
+    """One observer step: condition on the response (when ``observed``) then transition."""
+    cond = jnp.where(observed, posterior(p_known, correct, p_guess, p_slip), p_known)
+    return transition(cond, p_learn, p_forget)
+
+
+# ---- the simulated learner ----------------------------------------------------------
+def _item_guess_slip(params: BKTParams, curr: CurriculumArrays, item: Array) -> tuple[Array, Array]:
+    """Item guess/slip: the item's own if given, else the mean of its skills', shifted by
+    difficulty on the logit scale (harder items: fewer lucky guesses, more slips)."""
+    skills = item_skills(curr, item)
+    b = curr.difficulty[item]
+    guess = item_default(curr.guess[item], jax.nn.sigmoid(logit(skill_mean(params.p_guess, skills)) - b))
+    slip = item_default(curr.slip[item], jax.nn.sigmoid(logit(skill_mean(params.p_slip, skills)) + b))
+    return guess, slip
+
+
+class BKT(StudentModel):
+    name = "bkt"
+    family = "skill"
+    citation = "Corbett & Anderson (1995); forgetting as in pyBKT (Badrinath et al. 2021)"
+
+    def __init__(self, p_init: float = 0.2, p_learn: float = 0.15, p_forget: float = 0.01,
+                 p_guess: float = 0.2, p_slip: float = 0.1):
+        self.defaults = (p_init, p_learn, p_forget, p_guess, p_slip)
+
+    def _static_key(self) -> tuple:
+        return self.defaults
+
+    def default_params(self, curr: CurriculumArrays) -> BKTParams:
+        ones = jnp.ones((curr.n_skills,), jnp.float32)
+        return BKTParams(*(v * ones for v in self.defaults))
+
+    def apply_traits(self, params: BKTParams, traits: Traits) -> BKTParams:
+        shift = lambda p, d: jax.nn.sigmoid(logit(p) + d)  # noqa: E731
+        return params._replace(
+            p_init=shift(params.p_init, traits.prior),
+            p_learn=shift(params.p_learn, traits.speed),
+            p_forget=shift(params.p_forget, -traits.memory),
+        )
+
+    def init(self, key: Array, params: BKTParams, curr: CurriculumArrays) -> BKTState:
+        return BKTState(known=jax.random.bernoulli(key, params.p_init))
+
+    def p_correct(self, params: BKTParams, state: BKTState, curr: CurriculumArrays, item: Array, t: Array) -> Array:
+        skills = item_skills(curr, item)
+        all_known = jnp.all(jnp.where(skills > 0, state.known, True))  # conjunctive Q-matrix
+        guess, slip = _item_guess_slip(params, curr, item)
+        return jnp.where(all_known, 1.0 - slip, guess)
+
+    def learn(self, key: Array, params: BKTParams, state: BKTState, curr: CurriculumArrays,
+              item: Array, correct: Array, t: Array, gate: Array) -> BKTState:
+        k_learn, k_forget = jax.random.split(key)
+        practiced = item_skills(curr, item) > 0
+        learns = jax.random.bernoulli(k_learn, params.p_learn * gate)
+        forgets = jax.random.bernoulli(k_forget, params.p_forget)
+        new_known = jnp.where(state.known, ~forgets, learns)
+        return BKTState(known=jnp.where(practiced, new_known, state.known))
+
+    def mastery(self, params: BKTParams, state: BKTState, curr: CurriculumArrays, t: Array) -> Array:
+        return state.known.astype(jnp.float32)
