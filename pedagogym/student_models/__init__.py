@@ -5,6 +5,7 @@ from pedagogym.student_models.population import BUILTIN_POPULATIONS, Population,
 
 STUDENT_MODELS: Registry[StudentModel] = Registry("student_model")
 POPULATIONS: Registry[Population] = Registry("population")
+COMPONENTS: Registry = Registry("learner_component")
 
 # One line per model: the module's class, registered under its ``name``.
 from pedagogym.student_models.bkt import BKT  # noqa: E402
@@ -12,7 +13,12 @@ from pedagogym.student_models.bkt import BKT  # noqa: E402
 for _model in (BKT(),):
     STUDENT_MODELS.register(_model.name, _model)
 
+from pedagogym.student_models.learner import ENGAGEMENT, PREREQUISITES, RESPONSE_TIME  # noqa: E402
+
+for _comp in (PREREQUISITES, ENGAGEMENT, RESPONSE_TIME):
+    COMPONENTS.register(_comp.name, _comp)
+
 for _pop in BUILTIN_POPULATIONS:
     POPULATIONS.register(_pop.name, _pop)
 
-__all__ = ["STUDENT_MODELS", "POPULATIONS", "StudentModel", "Traits", "Population", "load_population", "sample_traits"]
+__all__ = ["STUDENT_MODELS", "POPULATIONS", "COMPONENTS", "StudentModel", "Traits", "Population", "load_population", "sample_traits"]

@@ -1,0 +1,102 @@
+"""Reward strategies. Each sees the learner's true latent state through the learner's
+pure functions (the simulator knows it; the policy does not) and returns float32[].
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
+
+import jax.numpy as jnp
+from jax import Array
+
+if TYPE_CHECKING:
+    from pedagogym.envs.core import EnvParams, PedagogyEnv
+
+
+class Outcome(NamedTuple):
+    """What a reward can look at for one transition (all float32[] / bool[])."""
+
+    mastery_before: Array  # mean true mastery before the step
+    mastery_after: Array  # mean true mastery after the step
+    all_mastered: Array  # bool: every skill mastered after the step
+    done: Array  # bool: the episode ends with this step
+    dropped: Array  # bool: the learner quit with this step
+    final_score: Array  # post-test score (skill models) / mean recall (memory) at the test time
+    final_log_recall: Array  # mean log P(correct) at the test time
+
+
+class Reward:
+    name: ClassVar[str]
+    description: ClassVar[str]
+    needs_final: ClassVar[bool] = False  # reads final_score / final_log_recall
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other)
+
+    def __call__(self, o: Outcome, params: "EnvParams") -> Array:
+        raise NotImplementedError
+
+
+class MasteryGain(Reward):
+    name = "mastery_gain"
+    description = "change in mean true mastery per step (dense)"
+
+    def __call__(self, o: Outcome, params: "EnvParams") -> Array:
+        return o.mastery_after - o.mastery_before
+
+
+class PostTest(Reward):
+    name = "posttest"
+    description = "expected post-test score when the episode ends (sparse)"
+    needs_final = True
+
+    def __call__(self, o: Outcome, params: "EnvParams") -> Array:
+        return jnp.where(o.done, o.final_score, 0.0)
+
+
+class Recall(Reward):
+    name = "recall"
+    description = "mean recall probability at the horizon (+ test delay), Reddy et al. 2017 (sparse)"
+    needs_final = True
+
+    def __call__(self, o: Outcome, params: "EnvParams") -> Array:
+        return jnp.where(o.done, o.final_score, 0.0)
+
+
+class LogRecall(Reward):
+    name = "log_recall"
+    description = "mean log recall probability at the horizon, Reddy et al. 2017's log-likelihood reward (sparse)"
+    needs_final = True
+
+    def __call__(self, o: Outcome, params: "EnvParams") -> Array:
+        return jnp.where(o.done, o.final_log_recall, 0.0)
+
+
+class TimeToMastery(Reward):
+    name = "time_to_mastery"
+    description = "-1 per item until every skill is mastered (minimise steps to mastery)"
+
+    def __call__(self, o: Outcome, params: "EnvParams") -> Array:
+        return jnp.where(o.all_mastered, 0.0, -1.0)
+
+
+class EngagedMasteryGain(Reward):
+    name = "engaged_mastery_gain"
+    description = "mastery gain minus a penalty when the learner drops out (engagement-aware)"
+
+    def __call__(self, o: Outcome, params: "EnvParams") -> Array:
+        return o.mastery_after - o.mastery_before - params.dropout_penalty * o.dropped
+
+
+class EngagedPostTest(Reward):
+    name = "engaged_posttest"
+    description = "post-test score at the end minus a penalty if the learner dropped out (engagement-aware)"
+    needs_final = True
+
+    def __call__(self, o: Outcome, params: "EnvParams") -> Array:
+        return jnp.where(o.done, o.final_score - params.dropout_penalty * o.dropped, 0.0)
+
+
+ALL_REWARDS = (MasteryGain(), PostTest(), Recall(), LogRecall(), TimeToMastery(), EngagedMasteryGain(), EngagedPostTest())
