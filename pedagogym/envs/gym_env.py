@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pedagogym.envs.config import BuiltEnv, EnvConfig, build
-from pedagogym.envs.wrappers import auto_reset_step
+from pedagogym.envs.wrappers import batch_step
 
 
 def _spaces(built: BuiltEnv) -> tuple[gym.spaces.Box, gym.spaces.Discrete]:
@@ -108,7 +108,7 @@ class PedagogyVectorEnv(gym.vector.VectorEnv):
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
         env = self.env
         self._reset_fn = jax.jit(lambda keys, p: jax.vmap(env.reset, in_axes=(0, None))(keys, p))
-        self._step_fn = jax.jit(lambda keys, s, a, p: jax.vmap(lambda k, st, ac: auto_reset_step(env, k, st, ac, p))(keys, s, a))
+        self._step_fn = jax.jit(lambda keys, s, a, p: batch_step(env, keys, s, a, p))
         self._mask_fn = jax.jit(lambda s, p: jax.vmap(env.action_mask, in_axes=(0, None))(s, p))
         self._state = None
         self._key = jax.random.PRNGKey(0)

@@ -9,8 +9,10 @@ COMPONENTS: Registry = Registry("learner_component")
 
 # One line per model: the module's class, registered under its ``name``.
 from pedagogym.student_models.bkt import BKT  # noqa: E402
+from pedagogym.student_models.irt import IRT  # noqa: E402
+from pedagogym.student_models.pfa import PFA  # noqa: E402
 
-for _model in (BKT(),):
+for _model in (BKT(), IRT(n_pl=1), IRT(n_pl=2), IRT(n_pl=3), PFA(),):
     STUDENT_MODELS.register(_model.name, _model)
 
 from pedagogym.student_models.learner import ENGAGEMENT, PREREQUISITES, RESPONSE_TIME  # noqa: E402

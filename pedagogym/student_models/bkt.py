@@ -110,11 +110,11 @@ class BKT(StudentModel):
 
     def learn(self, key: Array, params: BKTParams, state: BKTState, curr: CurriculumArrays,
               item: Array, correct: Array, t: Array, gate: Array) -> BKTState:
-        k_learn, k_forget = jax.random.split(key)
         practiced = item_skills(curr, item) > 0
-        learns = jax.random.bernoulli(k_learn, params.p_learn * gate)
-        forgets = jax.random.bernoulli(k_forget, params.p_forget)
-        new_known = jnp.where(state.known, ~forgets, learns)
+        # one uniform per skill: an unknown skill is learnt if u < learn, a known one forgotten
+        # if u < forget (only one of the two events applies to each skill)
+        u = jax.random.uniform(key, state.known.shape)
+        new_known = jnp.where(state.known, u >= params.p_forget, u < params.p_learn * gate)
         return BKTState(known=jnp.where(practiced, new_known, state.known))
 
     def mastery(self, params: BKTParams, state: BKTState, curr: CurriculumArrays, t: Array) -> Array:

@@ -157,7 +157,6 @@ class ResponseTime(Component):
         return (jnp.log(duration) - params.speed - params.ability_slope * logit(p)
                 + params.disengaged_slowdown * (1.0 - engagement))
 
-    def sample(self, key: Array, params: ResponseTimeParams, duration: Array, p: Array, engagement: Array) -> Array:
-        """float32[] seconds spent on the item."""
-        mu = self.log_mean(params, duration, p, engagement)
-        return jnp.exp(mu + params.sigma * jax.random.normal(key))
+    def sample(self, z: Array, params: ResponseTimeParams, duration: Array, p: Array, engagement: Array) -> Array:
+        """float32[] seconds spent on the item, given a standard normal draw ``z``."""
+        return jnp.exp(self.log_mean(params, duration, p, engagement) + params.sigma * z)

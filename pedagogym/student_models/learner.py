@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.special  # noqa: F401
 from jax import Array
 
 from pedagogym.curriculum.spec import CurriculumArrays, ItemKind
@@ -95,18 +96,20 @@ class Learner:
     def attempt(self, key: Array, lp: LearnerParams, ls: LearnerState, curr: CurriculumArrays,
                 item: Array, t: Array) -> Attempt:
         """The learner meets ``item`` at time ``t``: responds, takes time, learns, may drop out."""
-        k_resp, k_rt, k_learn, k_drop = jax.random.split(key, 4)
+        k_learn, k_noise = jax.random.split(key)
+        # response, dropout and response-time noise from one draw (randomness dominates step cost)
+        u = jnp.clip(jax.random.uniform(k_noise, (3,)), 1e-7, 1.0 - 1e-7)
         kind = curr.kind[item]
         observed = jnp.any(kind == jnp.asarray([int(k) for k in OBSERVED_KINDS]))
         p = self.p_correct(lp, ls, curr, item, t)
-        correct = jnp.where(observed, jax.random.bernoulli(k_resp, p), True)
+        correct = jnp.where(observed, u[0] < p, True)
         eng = self._engaged(ls)
-        rt = RESPONSE_TIME.sample(k_rt, lp.rt, curr.duration[item], p, eng.engagement)
+        rt = RESPONSE_TIME.sample(jax.scipy.special.ndtri(u[2]), lp.rt, curr.duration[item], p, eng.engagement)
         gate = self.gate(lp, ls, curr, item, t)
         model_state = self.model.learn(k_learn, lp.model, ls.model, curr, item, correct, t, gate)
         if self.engagement:
             new_eng = ENGAGEMENT.update(lp.engagement, ls.engagement, p, correct)
-            dropped = jax.random.bernoulli(k_drop, ENGAGEMENT.hazard(lp.engagement, new_eng))
+            dropped = u[1] < ENGAGEMENT.hazard(lp.engagement, new_eng)
         else:
             new_eng, dropped = ls.engagement, jnp.zeros((), bool)
         return Attempt(correct=correct, observed=observed, response_time=rt, p_correct=p, dropped=dropped,

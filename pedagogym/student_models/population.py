@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.special  # noqa: F401
 from jax import Array
 
 from pedagogym.student_models.base import Traits
@@ -81,9 +82,9 @@ class PopulationArrays(NamedTuple):
 
 def sample_traits(key: Array, pop: PopulationArrays) -> Traits:
     """Draw one learner's traits. ``vmap`` over keys for a cohort."""
-    k_group, k_traits = jax.random.split(key)
-    g = jax.random.categorical(k_group, jnp.log(pop.weights))
-    z = pop.means[g] + pop.sds[g] * jax.random.normal(k_traits, (len(TRAIT_NAMES),))
+    u = jnp.clip(jax.random.uniform(key, (1 + len(TRAIT_NAMES),)), 1e-7, 1.0 - 1e-7)  # one draw, no splits
+    g = jnp.minimum(jnp.searchsorted(jnp.cumsum(pop.weights), u[0], side="right"), pop.weights.shape[0] - 1)
+    z = pop.means[g] + pop.sds[g] * jax.scipy.special.ndtri(u[1:])
     return Traits(prior=z[0], speed=z[1], memory=z[2], persistence=z[3],
                   sessions_per_week=pop.sessions_per_week[g], subgroup=g.astype(jnp.int32))
 

@@ -1,0 +1,119 @@
+"""One CLI: ``pedagogym <verb>``. Strings from the command line become typed objects here."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from pedagogym.registry import all_registries
+
+    for kind, registry in all_registries().items():
+        if args.kind and kind != args.kind:
+            continue
+        for name in registry.names():
+            print(f"{kind} {name}")
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    """A short simulation: one policy on one env, summary printed."""
+    import jax
+    import numpy as np
+
+    from pedagogym.envs import make
+    from pedagogym.experiments.rollout import evaluate, learner_keys
+    from pedagogym.policies import POLICIES
+
+    built = make(args.env, **({"horizon": args.horizon} if args.horizon else {}))
+    horizon = built.config.horizon
+    print(f"{args.env}: curriculum {built.curriculum.name!r} ({built.curriculum.n_skills} skills, "
+          f"{built.curriculum.n_items} items), model {built.config.model!r}, population {built.population.name!r}, "
+          f"{args.learners} learners x {horizon} items")
+    for name in args.policy:
+        res = evaluate(built.env, POLICIES.get(name), horizon, built.params,
+                       learner_keys(jax.random.PRNGKey(args.seed), args.learners))
+        print(f"  {name:16s} post-test {float(np.mean(res.post_test)):.3f}  final mastery "
+              f"{float(np.mean(res.final_mastery)):.3f}  dropped {float(np.mean(res.dropped)):.1%}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    """Run an experiment config; print the summary table."""
+    from pedagogym.experiments import load_experiment, run_experiment
+
+    config = load_experiment(args.config)  # validated: bad configs stop here, before any work
+    out = Path(args.out) if args.out else Path("results") / config.name
+    n_cells = sum(len(e.models) * len(e.populations) * len(config.policies_for(e)) for e in config.envs) * len(config.seeds)
+    print(f"{config.name}: {n_cells} cells x {config.learners} learners -> {out}/", file=sys.stderr)
+    manifest = run_experiment(config, out, progress=not args.quiet)
+    if not manifest["complete"]:
+        print("run incomplete; rerun the same command to resume", file=sys.stderr)
+        return 1
+    print((out / "summary.md").read_text())
+    rate = manifest["learner_episodes_per_s"]
+    print(f"wrote {out}/ (episodes.csv, summary.csv, summary.md, curves/subgroups/time_to_mastery/matrix .png, "
+          f"manifest.json) in {manifest['wall_time_s']:.1f} s"
+          + (f"; {rate:,.0f} learner-episodes/s" if rate else "; all cells resumed"), file=sys.stderr)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "env":
+        from pedagogym.bench import bench_env
+
+        rows = bench_env(args.env_id or ["pedagogym/PrereqBKT-v0"], args.batch, n_steps=args.steps,
+                         gym_steps=args.gym_steps)
+    else:
+        print(f"pedagogym bench: unknown target {args.what!r}", file=sys.stderr)
+        return 2
+    print(json.dumps(rows, indent=None if args.json else 2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pedagogym", description=__doc__)
+    sub = p.add_subparsers(dest="verb", required=True)
+
+    s = sub.add_parser("list", help="print every registry entry as 'KIND NAME'")
+    s.add_argument("--kind", help="only this kind (e.g. student_model, population, curriculum, env, policy)")
+    s.set_defaults(func=_cmd_list)
+
+    s = sub.add_parser("simulate", help="a short simulation of hand-written policies on one env")
+    s.add_argument("--env", default="pedagogym/PrereqBKT-v0")
+    s.add_argument("--policy", nargs="+", default=["random", "designer", "mastery"])
+    s.add_argument("--learners", type=int, default=500)
+    s.add_argument("--horizon", type=int, default=None)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_cmd_simulate)
+
+    s = sub.add_parser("run", help="run an experiment config (policies x simulators x seeds)")
+    s.add_argument("config", help="experiment TOML, e.g. experiments/quickstart.toml")
+    s.add_argument("--out", help="output directory (default results/<name>)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_run)
+
+    s = sub.add_parser("bench", help="throughput benchmarks, printed as JSON")
+    s.add_argument("what", choices=["env"])
+    s.add_argument("--env-id", action="append", help="env id (repeatable); default the BKT skill env")
+    s.add_argument("--batch", type=int, nargs="+", default=[1, 256, 4096, 16384, 65536])
+    s.add_argument("--steps", type=int, default=100, help="steps per timed call")
+    s.add_argument("--gym-steps", type=int, default=2000)
+    s.add_argument("--json", action="store_true", help="compact one-line JSON")
+    s.set_defaults(func=_cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, KeyError, FileNotFoundError) as exc:  # config / input errors: one clear line
+        print(f"pedagogym {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

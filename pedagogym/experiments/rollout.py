@@ -1,0 +1,93 @@
+"""Batched evaluation rollouts: a policy meets N simulated learners for a whole episode,
+in one jitted ``lax.scan`` over steps and ``vmap`` over learners.
+
+Common random numbers: learner ``n`` of a cell is drawn from ``fold_in(key, n)`` and its
+step noise from a stream that does not depend on the policy, so every policy meets the
+same learners with the same luck; comparisons between policies are paired.
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from pedagogym.envs.core import EnvParams, EnvState, PedagogyEnv
+from pedagogym.policies.base import Policy, PolicyView
+
+
+class EpisodeResult(NamedTuple):
+    """Per learner (leading axis N); curves have shape [N, T+1] (index 0 = before any item)."""
+
+    final_mastery: Array  # float32[N] mean true mastery at the end
+    post_test: Array  # float32[N] expected post-test score at the end (+ test delay)
+    mean_recall: Array  # float32[N] mean P(correct) over all items at the end (+ test delay)
+    log_recall: Array  # float32[N] mean log P(correct) over all items at the end (+ test delay)
+    steps_to_mastery: Array  # int32[N] items until every skill was mastered (-1 = never)
+    dropped: Array  # bool[N]
+    steps: Array  # int32[N] items presented
+    time_spent_min: Array  # float32[N] minutes on task
+    days: Array  # float32[N] calendar days from first to last item
+    subgroup: Array  # int32[N]
+    total_reward: Array  # float32[N]
+    mastery_curve: Array  # float32[N, T+1] mean true mastery after each step
+    valid_actions: Array  # float32[N] fraction of chosen items that were unlocked
+
+
+def view_of(policy: Policy, env: PedagogyEnv, state: EnvState, params: EnvParams) -> PolicyView:
+    return PolicyView(history=state.history, action_mask=env.action_mask(state, params),
+                      obs=env.observation(state, params), latent=state if policy.privileged else None)
+
+
+def learner_keys(key: Array, n: int) -> Array:
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
+
+
+def _episode(env: PedagogyEnv, policy: Policy, horizon: int, params: EnvParams, key: Array) -> EpisodeResult:
+    k_reset, k_env, k_policy = jax.random.split(key, 3)
+    obs, state = env.reset(k_reset, params)
+    pstate = policy.init(params)
+
+    def body(carry, t):
+        state, pstate, time_s, total, n_valid = carry
+        view = view_of(policy, env, state, params)
+        action, pstate2 = policy.act(jax.random.fold_in(k_policy, t), pstate, view, params, env)
+        _, new_state, reward, _, _, info = env.step(jax.random.fold_in(k_env, t), state, action, params)
+        active = ~state.done
+        pstate2 = jax.tree.map(lambda a, b: jnp.where(active, a, b), pstate2, pstate)
+        time_s = time_s + jnp.where(active, info["response_time"], 0.0)
+        n_valid = n_valid + (active & info["valid_action"])
+        return (new_state, pstate2, time_s, total + reward, n_valid), env.true_mastery(new_state, params).mean()
+
+    zero = jnp.zeros((), jnp.float32)
+    m0 = env.true_mastery(state, params).mean()
+    (state, _, time_s, total, n_valid), curve = jax.lax.scan(
+        body, (state, pstate, zero, zero, jnp.zeros((), jnp.int32)), jnp.arange(horizon))
+    h = state.history
+    lp, ls = state.learner, state.student
+    t_test = h.t + params.test_delay_days
+    p_all = env.learner.model.p_correct_all(lp.model, ls.model, params.curriculum, t_test)
+    first_t = jnp.where(h.step > 0, 0.0, 0.0)
+    return EpisodeResult(
+        final_mastery=env.true_mastery(state, params).mean(),
+        post_test=env.learner.post_test(lp, ls, params.curriculum, t_test),
+        mean_recall=jnp.mean(p_all),
+        log_recall=jnp.mean(jnp.log(jnp.clip(p_all, 1e-6, 1.0))),
+        steps_to_mastery=state.mastered_at,
+        dropped=state.dropped,
+        steps=h.step,
+        time_spent_min=time_s / 60.0,
+        days=h.t - first_t,
+        subgroup=lp.traits.subgroup,
+        total_reward=total,
+        mastery_curve=jnp.concatenate([m0[None], curve]),
+        valid_actions=n_valid / jnp.maximum(h.step, 1),
+    )
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2))
+def evaluate(env: PedagogyEnv, policy: Policy, horizon: int, params: EnvParams, keys: Array) -> EpisodeResult:
+    """Run one episode per key (learner); ``keys``: uint32[N, 2]. Deterministic in the keys."""
+    return jax.vmap(lambda k: _episode(env, policy, horizon, params, k))(keys)
