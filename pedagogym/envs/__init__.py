@@ -24,7 +24,7 @@ FEATURIZERS.register(PlatformFeatures.name, PlatformFeatures())
 _SKILL = dict(curriculum="maths_fractions", population="heterogeneous", reward="posttest", horizon=200,
               session_minutes=20.0, prerequisites=True, unlock_threshold=0.0)
 _CARDS = dict(curriculum="vocab_spanish", population="heterogeneous", reward="recall", horizon=200, n_items=30,
-              session_minutes=10.0, prerequisites=False, test_delay_days=1.0)
+              session_minutes=10.0, prerequisites=False, test_delay_days=1.0, terminate_on_mastery=False)
 
 _IDS = {
     "pedagogym/PrereqBKT-v0": EnvConfig(model="bkt", **_SKILL),

@@ -38,6 +38,7 @@ class EnvConfig:
     privileged: bool = False  # add latent state to observations (oracles only)
     unlock_threshold: float = 0.0  # belief on prerequisites needed to unlock an item (0 = all unlocked)
     mastery_threshold: float = 0.95
+    terminate_on_mastery: bool = True  # end the episode when every skill is mastered
     test_delay_days: float = 0.0
     dropout_penalty: float = 1.0
     invalid_action_seconds: float = 5.0
@@ -168,7 +169,10 @@ def build(config: EnvConfig) -> BuiltEnv:
     except (KeyError, ValueError) as exc:
         raise EnvConfigError(f"{config.source}: {exc}") from None
     if config.n_items is not None:
-        curriculum = subset_items(curriculum, config.n_items)
+        try:
+            curriculum = subset_items(curriculum, config.n_items)
+        except EnvConfigError as exc:
+            raise EnvConfigError(f"{config.source}: {exc}") from None
     learner = Learner(model=model, prerequisites=config.prerequisites, engagement=config.engagement)
     env = PedagogyEnv(learner=learner, reward=reward, featurizer=featurizer, privileged=config.privileged)
     curr = curriculum.arrays()
@@ -186,6 +190,7 @@ def build(config: EnvConfig) -> BuiltEnv:
         test_delay_days=f32(config.test_delay_days),
         dropout_penalty=f32(config.dropout_penalty),
         invalid_action_s=f32(config.invalid_action_seconds),
+        terminate_on_mastery=jnp.asarray(config.terminate_on_mastery, bool),
     )
     return BuiltEnv(env=env, params=params, config=config, curriculum=curriculum, population=population)
 

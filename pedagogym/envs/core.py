@@ -47,6 +47,8 @@ class EnvParams(NamedTuple):
     test_delay_days:   float32[] delay between the last item and the final test
     dropout_penalty:   float32[] penalty used by engagement-aware rewards
     invalid_action_s:  float32[] seconds wasted when a locked item is chosen (nothing is presented)
+    terminate_on_mastery: bool[] end the episode once every skill is mastered (off for flashcards,
+                       where recall right after a review is momentarily ~1)
     """
 
     curriculum: CurriculumArrays
@@ -60,6 +62,7 @@ class EnvParams(NamedTuple):
     test_delay_days: Array
     dropout_penalty: Array
     invalid_action_s: Array
+    terminate_on_mastery: Array
 
 
 class EnvState(NamedTuple):
@@ -140,7 +143,7 @@ class PedagogyEnv:
         mastery_after = self.learner.mastery(lp, student, curr, history.t)
         all_mastered = jnp.all(mastery_after >= params.mastery_threshold)
         dropped = valid & att.dropped
-        terminated = all_mastered | dropped
+        terminated = (all_mastered & params.terminate_on_mastery) | dropped
         truncated = (history.step >= params.horizon) & ~terminated
         done = terminated | truncated
         if self.reward.needs_final:
@@ -160,7 +163,8 @@ class PedagogyEnv:
         new_state = _select(state.done, state, new_state)
         was_done = state.done
         reward = jnp.where(was_done, 0.0, reward)
-        terminated = jnp.where(was_done, state.dropped | (state.mastered_at >= 0), terminated)
+        terminated = jnp.where(was_done, state.dropped | ((state.mastered_at >= 0) & params.terminate_on_mastery),
+                               terminated)
         truncated = jnp.where(was_done, ~terminated, truncated)
         info = {
             "action_mask": self.action_mask(new_state, params),

@@ -16,7 +16,9 @@ from pedagogym.envs.wrappers import batch_step
 
 def _spaces(built: BuiltEnv) -> tuple[gym.spaces.Box, gym.spaces.Discrete]:
     d = built.env.obs_size(built.params)
-    obs_space = gym.spaces.Box(low=-np.inf, high=np.inf, shape=(d,), dtype=np.float32)
+    # every feature is >= 0; probabilities and fractions are <= 1, log1p counts <= log1p(horizon)
+    high = np.float32(max(1.0, np.log1p(built.config.horizon)))
+    obs_space = gym.spaces.Box(low=0.0, high=high, shape=(d,), dtype=np.float32)
     return obs_space, gym.spaces.Discrete(built.curriculum.n_items)
 
 

@@ -9,10 +9,14 @@ COMPONENTS: Registry = Registry("learner_component")
 
 # One line per model: the module's class, registered under its ``name``.
 from pedagogym.student_models.bkt import BKT  # noqa: E402
+from pedagogym.student_models.efc import EFC  # noqa: E402
+from pedagogym.student_models.hlr import HLR  # noqa: E402
+from pedagogym.student_models.actr import ACTR  # noqa: E402
+from pedagogym.student_models.fsrs import FSRS  # noqa: E402
 from pedagogym.student_models.irt import IRT  # noqa: E402
 from pedagogym.student_models.pfa import PFA  # noqa: E402
 
-for _model in (BKT(), IRT(n_pl=1), IRT(n_pl=2), IRT(n_pl=3), PFA(),):
+for _model in (BKT(), EFC(), HLR(), ACTR(), FSRS(), IRT(n_pl=1), IRT(n_pl=2), IRT(n_pl=3), PFA(),):
     STUDENT_MODELS.register(_model.name, _model)
 
 from pedagogym.student_models.learner import ENGAGEMENT, PREREQUISITES, RESPONSE_TIME  # noqa: E402
