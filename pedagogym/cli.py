@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_run)
 
+    from pedagogym.fitting import cli as fitting_cli
+
+    s = sub.add_parser("fit", help="fit student models and a population to learning logs (CSV/Parquet)")
+    fitting_cli.add_arguments(s)
+    s.set_defaults(func=fitting_cli.run)
+
     s = sub.add_parser("bench", help="throughput benchmarks, printed as JSON")
     s.add_argument("what", choices=["env"])
     s.add_argument("--env-id", action="append", help="env id (repeatable); default the BKT skill env")
@@ -106,8 +112,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _enable_compilation_cache() -> None:
+    """Reuse XLA compilations across runs (most of a small run's time is compiling).
+    Set PEDAGOGYM_JAX_CACHE to a directory to move it, or to "off" to disable it."""
+    import os
+
+    where = os.environ.get("PEDAGOGYM_JAX_CACHE", str(Path.home() / ".cache" / "pedagogym" / "jax"))
+    if where.lower() == "off":
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", where)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verb in ("run", "simulate", "train", "stress"):
+        _enable_compilation_cache()
     try:
         return args.func(args)
     except (ValueError, KeyError, FileNotFoundError) as exc:  # config / input errors: one clear line

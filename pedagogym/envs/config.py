@@ -176,6 +176,16 @@ def build(config: EnvConfig) -> BuiltEnv:
     learner = Learner(model=model, prerequisites=config.prerequisites, engagement=config.engagement)
     env = PedagogyEnv(learner=learner, reward=reward, featurizer=featurizer, privileged=config.privileged)
     curr = curriculum.arrays()
+    model_params = model.default_params(curr)
+    if population.fitted_models and model.name in population.fitted_models:
+        # a population fitted from logs (``pedagogym fit``) carries the model's parameters
+        from pedagogym.fitting.population_file import apply_fitted_params
+
+        try:
+            applied = apply_fitted_params(model, curriculum, population.source)
+        except ValueError as exc:
+            raise EnvConfigError(f"{config.source}: population: {exc}") from None
+        model_params, curr = applied.params, applied.curriculum
     f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
     params = EnvParams(
         curriculum=curr,
@@ -191,6 +201,7 @@ def build(config: EnvConfig) -> BuiltEnv:
         dropout_penalty=f32(config.dropout_penalty),
         invalid_action_s=f32(config.invalid_action_seconds),
         terminate_on_mastery=jnp.asarray(config.terminate_on_mastery, bool),
+        model_params=model_params,
     )
     return BuiltEnv(env=env, params=params, config=config, curriculum=curriculum, population=population)
 

@@ -49,6 +49,8 @@ class EnvParams(NamedTuple):
     invalid_action_s:  float32[] seconds wasted when a locked item is chosen (nothing is presented)
     terminate_on_mastery: bool[] end the episode once every skill is mastered (off for flashcards,
                        where recall right after a review is momentarily ~1)
+    model_params:      the student model's population-average params (defaults, or fitted from
+                       logs by ``pedagogym fit``); each learner's traits shift them
     """
 
     curriculum: CurriculumArrays
@@ -62,7 +64,8 @@ class EnvParams(NamedTuple):
     test_delay_days: Array
     dropout_penalty: Array
     invalid_action_s: Array
-    terminate_on_mastery: Array
+    terminate_on_mastery: Array = True
+    model_params: Any = None  # None = the model's defaults
 
 
 class EnvState(NamedTuple):
@@ -107,7 +110,7 @@ class PedagogyEnv:
     def reset(self, key: Array, params: EnvParams) -> tuple[Array, EnvState]:
         k_learner, k_init = jax.random.split(key)
         curr = params.curriculum
-        lp = self.learner.sample(k_learner, curr, params.population)
+        lp = self.learner.sample(k_learner, curr, params.population, params.model_params)
         ls = self.learner.init(k_init, lp, curr)
         state = EnvState(learner=lp, student=ls, history=History.initial(curr, params.observer),
                          dropped=jnp.zeros((), bool), done=jnp.zeros((), bool),

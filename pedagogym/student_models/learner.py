@@ -65,11 +65,13 @@ class Learner:
     prereq_floor: float = 0.1
     kind_gate: tuple[float, ...] = tuple(DEFAULT_KIND_GATE[k] for k in ItemKind)
 
-    def sample(self, key: Array, curr: CurriculumArrays, pop: PopulationArrays) -> LearnerParams:
-        """Draw one learner from a population (same key, same learner)."""
+    def sample(self, key: Array, curr: CurriculumArrays, pop: PopulationArrays, base: Params | None = None) -> LearnerParams:
+        """Draw one learner from a population (same key, same learner). ``base``: the model's
+        population-average params (e.g. fitted from logs); default ``model.default_params``."""
         traits = sample_traits(key, pop)
+        base = self.model.default_params(curr) if base is None else base
         return LearnerParams(
-            model=self.model.sample_params(curr, traits),
+            model=self.model.apply_traits(base, traits),
             prereq=PREREQUISITES.default_params(self.prereq_floor),
             engagement=ENGAGEMENT.apply_traits(ENGAGEMENT.default_params(), traits),
             rt=RESPONSE_TIME.apply_traits(RESPONSE_TIME.default_params(), traits),

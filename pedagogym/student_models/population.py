@@ -45,6 +45,7 @@ class Population:
     subgroups: tuple[Subgroup, ...]
     description: str = ""
     source: str = field(default="<builtin>", compare=False)
+    fitted_models: tuple[str, ...] = ()  # models with fitted parameters in the file ([model.<name>])
 
     @property
     def subgroup_names(self) -> tuple[str, ...]:
@@ -137,7 +138,14 @@ def population_from_dict(data: dict[str, Any], source: str = "<dict>") -> Popula
             raise PopulationError(f"{where}.sessions_per_week: must be in (0, 50], got {spw!r}")
         traits = {t: _pair(g[t], f"{where}.{t}") for t in TRAIT_NAMES if t in g}
         groups.append(Subgroup(name=gname, weight=float(weight), sessions_per_week=float(spw), **traits))
-    return Population(name=name, subgroups=tuple(groups), description=str(data.get("description", "")), source=source)
+    unknown_top = sorted(set(data) - {"name", "description", "subgroups", "model", "fit"})
+    if unknown_top:
+        raise PopulationError(f"{source}: unknown key(s) {unknown_top}; allowed: name, description, subgroups, model, fit")
+    models = data.get("model", {})
+    if not isinstance(models, dict):
+        raise PopulationError(f"{source}: [model.<name>] must be tables of fitted parameters")
+    return Population(name=name, subgroups=tuple(groups), description=str(data.get("description", "")), source=source,
+                      fitted_models=tuple(models))
 
 
 def load_population(path: str | Path) -> Population:

@@ -1,0 +1,106 @@
+"""``pedagogym fit``: calibrate student models and a population from learning logs.
+
+The lead wires :func:`add_arguments` / :func:`run` (or :func:`fit_command` directly) into
+``pedagogym.cli``; strings from the command line become typed values here.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+
+def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[str], out: str | Path, *,
+                salt: str | None = None, holdout: float = 0.2, seed: int = 0, min_group_size: int = 10,
+                forgetting: bool = False, fsrs_weights: str = "default", max_trait_interactions: int = 20_000,
+                session_gap_minutes: float = 30.0, per_learner: bool = False, quiet: bool = False) -> int:
+    """Fit one or more models (``"bkt"``, ``"bkt,pfa"`` or a list) to the log file(s) and write
+    to ``out``: ``population_<model>.toml`` per model, ``curriculum.toml``, ``report.md``,
+    ``metrics.csv``, ``params_<model>.csv``, ``calibration.png``, ``manifest.json``.
+    Returns 0. Raises ``LogError`` / ``FitError`` (ValueError) on bad input.
+    """
+    from pedagogym.experiments.io import atomic_write, atomic_write_json, atomic_write_text, versions
+    from pedagogym.fitting.fit import fit, fitter_for
+    from pedagogym.fitting.log import read_log
+    from pedagogym.fitting.population_file import dumps_toml, write_population
+    from pedagogym.fitting.report import calibration_plot, metrics_csv, report_markdown, skill_params_csv
+
+    t0 = time.perf_counter()
+    models = [m.strip() for m in (model.split(",") if isinstance(model, str) else model) if m.strip()]
+    if not models:
+        raise ValueError("no model given (e.g. --model bkt or --model bkt,pfa,irt2pl)")
+    names = [fitter_for(m).name for m in models]  # unknown names fail here, before reading the log
+    if len(set(names)) != len(names):
+        raise ValueError(f"a model is named twice: {models}")
+    out = Path(out)
+    say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))  # noqa: E731
+    log = read_log(list(logs) if isinstance(logs, (list, tuple)) else logs, salt=salt)
+    say(f"read {log.n_interactions} responses of {log.n_learners} learners ({log.n_items} items, {log.n_skills} skills)")
+    results = []
+    for name in names:
+        say(f"fitting {name} ...")
+        r = fit(log, name, holdout=holdout, seed=seed, min_group_size=min_group_size, forgetting=forgetting,
+                fsrs_weights=fsrs_weights, max_trait_interactions=max_trait_interactions,
+                session_gap_minutes=session_gap_minutes, per_learner=per_learner)
+        say(f"  {name}: held-out log loss {r.metrics['log_loss']:.4f}, AUC {r.metrics['auc']:.3f}, "
+            f"RMSE {r.metrics['rmse']:.4f} ({r.fit_seconds:.1f} s)")
+        results.append(r)
+    files = []
+    for r in results:
+        write_population(r, out / f"population_{r.model}.toml")
+        atomic_write_text(out / f"params_{r.model}.csv", skill_params_csv(r))
+        files += [f"population_{r.model}.toml", f"params_{r.model}.csv"]
+        if per_learner and r.per_learner is not None:
+            import pandas as pd
+
+            atomic_write(out / f"per_learner_{r.model}.csv",
+                         lambda p, r=r: pd.DataFrame(r.per_learner).to_csv(p, index=False))
+            files.append(f"per_learner_{r.model}.csv")
+    atomic_write_text(out / "curriculum.toml", dumps_toml(
+        log.curriculum(name="fitted-from-log").to_dict(), comment="Skills and items of the fitted log (no prerequisites)."))
+    atomic_write_text(out / "metrics.csv", metrics_csv(results))
+    atomic_write(out / "calibration.png", lambda p: calibration_plot(results, p))
+    files += ["curriculum.toml", "metrics.csv", "calibration.png", "report.md", "manifest.json"]
+    summary = {"learners": log.n_learners, "interactions": log.n_interactions, "items": log.n_items,
+               "skills": log.n_skills, "span_days": float(log.timestamp.max() - log.timestamp.min()) / 86400.0}
+    options = {"models": names, "holdout": holdout, "seed": seed, "min_group_size": min_group_size,
+               "forgetting": forgetting, "fsrs_weights": fsrs_weights, "max_trait_interactions": max_trait_interactions,
+               "session_gap_minutes": session_gap_minutes, "per_learner": per_learner, "salt_given": salt is not None}
+    atomic_write_text(out / "report.md", report_markdown(results, summary, options, files))
+    atomic_write_json(out / "manifest.json", {
+        "command": "fit", "options": options, "log": summary, "n_log_files": len(logs) if isinstance(logs, (list, tuple)) else 1,
+        "versions": versions(), "wall_time_s": round(time.perf_counter() - t0, 3),
+        "metrics": {r.model: r.metrics for r in results},
+    })
+    say(f"wrote {out}/ ({', '.join(files)})")
+    return 0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``fit`` subcommand's arguments."""
+    p.add_argument("logs", nargs="+", help="log file(s): CSV (.csv, .csv.gz) or Parquet (needs pyarrow)")
+    p.add_argument("--model", default="bkt", help="model(s) to fit, comma-separated: bkt, irt1pl, irt2pl (irt), pfa, "
+                                                  "hlr, efc, actr, fsrs (default bkt)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--salt", default=None, help="salt for pseudonymising learner ids (default: random per run; "
+                                                "never written to outputs)")
+    p.add_argument("--holdout", type=float, default=0.2, help="fraction of learners held out for metrics (default 0.2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--min-group-size", type=int, default=10, help="smallest subgroup reported on its own (default 10)")
+    p.add_argument("--forgetting", action="store_true", help="BKT: fit a forgetting rate")
+    p.add_argument("--fsrs-weights", choices=["default", "fit"], default="default")
+    p.add_argument("--max-trait-interactions", type=int, default=20_000,
+                   help="responses used to estimate the trait distribution (default 20000)")
+    p.add_argument("--session-gap-minutes", type=float, default=30.0)
+    p.add_argument("--per-learner", action="store_true",
+                   help="also write per-learner trait estimates keyed by pseudonym (off by default)")
+    p.add_argument("--quiet", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    return fit_command(args.logs, args.model, args.out, salt=args.salt, holdout=args.holdout, seed=args.seed,
+                       min_group_size=args.min_group_size, forgetting=args.forgetting, fsrs_weights=args.fsrs_weights,
+                       max_trait_interactions=args.max_trait_interactions, session_gap_minutes=args.session_gap_minutes,
+                       per_learner=args.per_learner, quiet=args.quiet)

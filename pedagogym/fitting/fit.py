@@ -1,0 +1,441 @@
+"""``fit(log, model)``: per-skill (and per-item) parameters plus the population of learners.
+
+Two stages, for every model:
+
+1. **Parameters.** BKT: EM (:mod:`pedagogym.fitting.bkt_em`). IRT: marginal maximum
+   likelihood, the learner's ability shift integrated out with Gauss-Hermite quadrature
+   (item difficulties/discriminations, per-skill initial ability and growth). PFA: logistic
+   regression by maximum likelihood. HLR, ACT-R, EFC, FSRS: maximum likelihood of the recall
+   outcomes through the model's own equations (FSRS keeps its published default weights
+   unless ``fsrs_weights="fit"``). Optimiser: L-BFGS (optax). See :mod:`.engine`.
+2. **Population.** With stage-1 parameters fixed, the mean and sd of each estimated trait
+   shift (the model's ``apply_traits`` scale) per subgroup, by marginal maximum likelihood on
+   a random subsample of training learners (at most ``max_trait_interactions`` responses).
+   Traits estimated: BKT prior, speed (+ memory with forgetting); IRT prior (ability); PFA
+   prior, speed; memory models prior, memory. The others are written as (0, 0) and the
+   report says so; persistence (dropout) is never estimated from a response log.
+   Sessions per week come from the timestamps (:func:`sessions_per_week`).
+
+Held-out learners (``holdout`` of them, drawn with ``seed``) are predicted online from their
+own earlier responses (posterior-predictive over traits) for the report's metrics.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import jax.numpy as jnp
+import numpy as np
+
+from pedagogym.fitting import engine
+from pedagogym.fitting.engine import FreeField, Spec
+from pedagogym.fitting.log import Log
+from pedagogym.fitting.metrics import metrics
+
+DEFAULT_SESSIONS_PER_WEEK = 5.0
+OTHER_GROUP = "other"
+
+
+class FitError(ValueError):
+    """The log cannot support the requested fit (e.g. too few learners)."""
+
+
+@dataclass(frozen=True)
+class Fitter:
+    """How one model is fitted. ``make_model(options)`` returns the StudentModel;
+    ``spec(options)`` what is free; ``stage1`` is ``"em"`` (BKT) or ``"ml"``."""
+
+    name: str
+    make_model: Callable[[dict], Any]
+    spec: Callable[[dict], Spec]
+    stage1: str = "ml"
+    tracer: Callable[[Any], engine.ModelTracer] = engine.ModelTracer
+    method: str = ""
+
+
+def _bkt_model(o):
+    from pedagogym.student_models.bkt import BKT
+
+    return BKT()
+
+
+def _bkt_spec(o):
+    traits = ("prior", "speed") + (("memory",) if o.get("forgetting") else ())
+    return Spec(traits=traits)
+
+
+def _irt(n_pl):
+    def make(o):
+        from pedagogym.student_models.irt import IRT
+
+        return IRT(n_pl=n_pl)
+
+    def spec(o):
+        return Spec(fields=(FreeField("theta0"), FreeField("growth"), FreeField("fail_growth")),
+                    traits=("prior",), joint_traits=("prior",), item_difficulty=True,
+                    item_discrimination=n_pl == 2)
+
+    return make, spec
+
+
+def _pfa_model(o):
+    from pedagogym.student_models.pfa import PFA
+
+    return PFA()
+
+
+def _memory(module: str, cls: str, fields: tuple[FreeField, ...]):
+    def make(o):
+        import importlib
+
+        return getattr(importlib.import_module(f"pedagogym.student_models.{module}"), cls)()
+
+    return make, (lambda o: Spec(fields=fields, traits=("prior", "memory")))
+
+
+FSRS_FITTED_WEIGHTS = (0, 1, 2, 3, 8, 11)  # S0(Again..Easy), recall gain, lapse scale (all > 0)
+
+
+def _fsrs_spec(o):
+    fields = (FreeField("p_unseen", "logit"),)
+    if o.get("fsrs_weights", "default") == "fit":
+        fields += (FreeField("w", "log", FSRS_FITTED_WEIGHTS, bounds=(0.001, 100.0)),)
+    return Spec(fields=fields, traits=("prior", "memory"))
+
+
+_irt1 = _irt(1)
+_irt2 = _irt(2)
+FITTERS: dict[str, Fitter] = {
+    "bkt": Fitter("bkt", _bkt_model, _bkt_spec, stage1="em", tracer=engine.BKTTracer,
+                  method="EM (Baum-Welch), forward-backward batched in JAX over skills"),
+    "irt1pl": Fitter("irt1pl", *_irt1, method="marginal ML, Gauss-Hermite quadrature over ability (L-BFGS)"),
+    "irt2pl": Fitter("irt2pl", *_irt2, method="marginal ML, Gauss-Hermite quadrature over ability (L-BFGS)"),
+    "pfa": Fitter("pfa", _pfa_model, lambda o: Spec(fields=(FreeField("beta"), FreeField("gamma"), FreeField("rho")),
+                                                   traits=("prior", "speed")),
+                  method="logistic regression, maximum likelihood (L-BFGS)"),
+    "hlr": Fitter("hlr", *_memory("hlr", "HLR", (FreeField("w_bias"), FreeField("w_right"), FreeField("w_wrong"),
+                                                  FreeField("p_unseen", "logit"))),
+                  method="maximum likelihood on recall outcomes (L-BFGS)"),
+    "efc": Fitter("efc", *_memory("efc", "EFC", (FreeField("theta", "log"), FreeField("p_unseen", "logit"))),
+                  method="maximum likelihood on recall outcomes (L-BFGS)"),
+    "actr": Fitter("actr", *_memory("actr", "ACTR", (FreeField("a", "log"), FreeField("tau"), FreeField("s", "log"),
+                                                     FreeField("p_unseen", "logit"))),
+                   tracer=engine.ACTRTracer, method="maximum likelihood on recall outcomes (L-BFGS); c and h kept at Pavlik & Anderson's values"),
+    "fsrs": Fitter("fsrs", _memory("fsrs", "FSRS", ())[0], _fsrs_spec, tracer=engine.FSRSRatingTracer,
+                   method="FSRS-6 (default weights unless fsrs_weights='fit'); p_unseen and traits by maximum "
+                          "likelihood (L-BFGS); log ratings used where given"),
+}
+ALIASES = {"irt": "irt2pl"}
+
+
+def fitter_for(name: str) -> Fitter:
+    key = ALIASES.get(name, name)
+    if key not in FITTERS:
+        raise FitError(f"unknown model {name!r} for fitting; known: {', '.join(sorted(FITTERS) + sorted(ALIASES))}")
+    return FITTERS[key]
+
+
+# ---- subgroups and schedules -------------------------------------------------------------
+@dataclass(frozen=True)
+class Groups:
+    """Subgroups kept for the population. ``of_learner``: int32[L] index into ``names``,
+    -1 for a learner in a suppressed group that could not be merged."""
+
+    names: tuple[str, ...]
+    of_learner: np.ndarray
+    n_learners: tuple[int, ...]
+    n_suppressed: int  # groups below min_group_size
+    merged: bool  # suppressed groups were merged into OTHER_GROUP
+    n_omitted_learners: int
+
+
+def make_groups(log: Log, min_group_size: int) -> Groups:
+    """Subgroups from the log's group column: those with at least ``min_group_size`` learners
+    are kept; the smaller ones are merged into ``'other'`` when together they reach the
+    threshold, else omitted from the population (their responses still inform per-skill
+    parameters)."""
+    if not log.has_groups:
+        return Groups(("all",), np.zeros(log.n_learners, np.int32), (log.n_learners,), 0, False, 0)
+    sizes = np.bincount(log.learner_group, minlength=len(log.group_names))
+    keep = [g for g in range(len(sizes)) if sizes[g] >= min_group_size]
+    small = [g for g in range(len(sizes)) if 0 < sizes[g] < min_group_size]
+    names = [log.group_names[g] for g in keep]
+    index = np.full(len(sizes), -1, np.int32)
+    for k, g in enumerate(keep):
+        index[g] = k
+    merged = False
+    if small and sum(sizes[g] for g in small) >= min_group_size:
+        other = OTHER_GROUP
+        while other in names:
+            other = "_" + other
+        names.append(other)
+        index[small] = len(names) - 1
+        merged = True
+    of_learner = index[log.learner_group]
+    counts = tuple(int(np.sum(of_learner == k)) for k in range(len(names)))
+    omitted = int(np.sum(of_learner < 0))
+    if not names:
+        raise FitError(f"no subgroup has {min_group_size} or more learners (min_group_size); "
+                       "nothing can be reported without risking re-identification")
+    return Groups(tuple(names), of_learner, counts, len(small), merged, omitted)
+
+
+def sessions_per_week(log: Log, of_learner: np.ndarray, n_groups: int, gap_minutes: float = 30.0) -> list[float | None]:
+    """Per subgroup, sessions per week from the timestamps: a new session starts after a
+    pause of more than ``gap_minutes``; the rate is (sessions after a learner's first) /
+    (time from their first to their last session start), pooled over the group's learners.
+    None where no learner came back for a second session."""
+    ts, who = log.timestamp, log.learner
+    new_learner = np.r_[True, who[1:] != who[:-1]]
+    gap = np.r_[np.inf, np.diff(ts)]
+    start = new_learner | (gap > gap_minutes * 60.0)
+    s_who, s_ts = who[start], ts[start]
+    first = np.full(log.n_learners, np.nan)
+    last = np.full(log.n_learners, np.nan)
+    np.fmin.at(first, s_who, s_ts)
+    np.fmax.at(last, s_who, s_ts)
+    n_sessions = np.bincount(s_who, minlength=log.n_learners)
+    out: list[float | None] = []
+    for g in range(n_groups):
+        m = of_learner == g
+        returns = float(np.sum(n_sessions[m] - 1))
+        span_days = float(np.nansum(last[m] - first[m])) / 86400.0
+        out.append(float(np.clip(7.0 * returns / span_days, 0.01, 50.0)) if returns > 0 and span_days > 0 else None)
+    return out
+
+
+# ---- results -------------------------------------------------------------------------------
+@dataclass
+class SubgroupFit:
+    name: str
+    weight: float
+    n_learners: int
+    sessions_per_week: float
+    sessions_estimated: bool
+    traits: dict[str, tuple[float, float]]  # every trait of TRAIT_ORDER: (mean, sd)
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` learnt (aggregates only: no learner ids, no per-learner values unless
+    ``per_learner`` was asked for)."""
+
+    model: str
+    method: str
+    skill_ids: tuple[str, ...]
+    skill_params: dict[str, np.ndarray]  # field -> float[S]
+    global_params: dict[str, np.ndarray]  # field -> float[...] (not per skill, e.g. FSRS weights)
+    item_ids: tuple[str, ...]
+    item_params: dict[str, np.ndarray]  # "difficulty"/"discrimination" -> float[I] (IRT)
+    subgroups: list[SubgroupFit]
+    estimated_traits: tuple[str, ...]
+    metrics: dict[str, float]
+    baseline_metrics: dict[str, float]  # predicting the training correct rate for every response
+    train_nll: float
+    n_parameters: int
+    iterations: dict[str, int]
+    converged: dict[str, bool]
+    fit_seconds: float
+    counts: dict[str, int]
+    notes: list[str]
+    heldout_y: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    heldout_p: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    per_learner: dict[str, np.ndarray] | None = field(repr=False, default=None)  # opt-in only
+
+
+def _split(log: Log, holdout: float, seed: int) -> np.ndarray:
+    """bool[L]: True for the held-out learners."""
+    L = log.n_learners
+    n_test = int(round(holdout * L))
+    if holdout > 0:
+        n_test = min(max(n_test, 1), L - 1)
+    rng = np.random.default_rng(seed)
+    test = np.zeros(L, bool)
+    test[rng.permutation(L)[:n_test]] = True
+    return test
+
+
+def _subsample(log: Log, eligible: np.ndarray, max_interactions: int, seed: int) -> np.ndarray:
+    """bool[L]: a random subset of eligible learners with at most ``max_interactions`` responses."""
+    counts = log.learner_counts()
+    order = np.random.default_rng(seed + 1).permutation(np.flatnonzero(eligible))
+    keep = np.zeros(log.n_learners, bool)
+    keep[order[np.cumsum(counts[order]) <= max_interactions]] = True
+    if not keep.any() and len(order):
+        keep[order[0]] = True
+    return keep
+
+
+def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_size: int = 10,
+        forgetting: bool = False, fsrs_weights: str = "default", max_trait_interactions: int = 20_000,
+        quadrature_nodes: int | None = None, session_gap_minutes: float = 30.0, max_iter: int = 200,
+        per_learner: bool = False, estimate_traits: bool = True) -> FitResult:
+    """Fit ``model`` (``bkt``, ``irt1pl``, ``irt2pl`` (``irt``), ``pfa``, ``hlr``, ``efc``,
+    ``actr``, ``fsrs``) to ``log``; see the module doc for the method.
+
+    ``estimate_traits=False`` skips the population stage: only traits estimated jointly with
+    the parameters (IRT ability) get an sd, the same for every subgroup."""
+    t_start = time.perf_counter()
+    fitter = fitter_for(model)
+    options = {"forgetting": forgetting, "fsrs_weights": fsrs_weights}
+    if fsrs_weights not in ("default", "fit"):
+        raise FitError(f"fsrs_weights must be 'default' or 'fit', got {fsrs_weights!r}")
+    if not 0.0 <= holdout < 1.0:
+        raise FitError(f"holdout must be in [0, 1), got {holdout}")
+    if log.n_learners < max(min_group_size, 2):
+        raise FitError(f"the log has {log.n_learners} learner(s), fewer than min_group_size={min_group_size}: "
+                       "a population fitted from so few learners could identify them")
+    groups = make_groups(log, min_group_size)
+    test = _split(log, holdout, seed)
+    train_log = log.select_learners(~test)
+    test_log = log.select_learners(test)
+    notes: list[str] = []
+
+    st_model = fitter.make_model(options)
+    spec = fitter.spec(options)
+    curr = log.curriculum().arrays()
+    primary = np.asarray([int(np.flatnonzero(r)[0]) for r in log.q_matrix], np.int32)
+    seen = np.zeros(log.n_items, bool)
+    seen[np.unique(train_log.item)] = True
+    base = st_model.default_params(curr)
+    if fitter.name == "bkt" and not forgetting:
+        base = base._replace(p_forget=jnp.zeros_like(base.p_forget))
+    problem = engine.Problem(model=st_model, tracer=fitter.tracer(st_model), spec=spec, base=base, curr=curr,
+                             item_primary_skill=primary, item_seen=seen)
+    nodes = quadrature_nodes
+    iterations: dict[str, int] = {}
+    converged: dict[str, bool] = {}
+
+    # ---- stage 1: parameters
+    train_batches = engine.pack_learners(train_log)
+    if fitter.stage1 == "em":
+        from pedagogym.fitting.bkt_em import fit_bkt_em
+
+        em = fit_bkt_em(train_log, forgetting=forgetting, max_iter=max_iter * 5)
+        problem.base = em.params
+        theta = problem.initial_theta()
+        iterations["em"], converged["em"] = em.iterations, em.converged
+    else:
+        theta = problem.initial_theta()
+        jt = spec.joint_traits
+        zj, lwj = (jnp.asarray(a) for a in engine.quadrature(len(jt), nodes or spec.quadrature[len(jt)]))
+        x0 = {"theta": theta, "log_sd": jnp.zeros((1, len(jt)), jnp.float32)}
+
+        def loss1(x, batches):
+            return engine.marginal_nll(problem, x["theta"], jt, jnp.zeros((1, len(jt))), x["log_sd"], zj, lwj, batches)
+
+        res = engine.minimize(loss1, x0, (train_batches,), max_iter=max_iter)
+        theta = res.x["theta"]
+        iterations["parameters"], converged["parameters"] = res.iterations, res.converged
+
+    # ---- stage 2: the population (trait mean and sd per subgroup)
+    G = len(groups.names)
+    if estimate_traits:
+        traits = spec.traits
+    else:
+        traits = spec.joint_traits if fitter.stage1 == "ml" else ()
+    d = len(traits)
+    z, logw = (jnp.asarray(a) for a in engine.quadrature(d, nodes or spec.quadrature[d]))
+    g_train = groups.of_learner[~test]
+    mu = jnp.zeros((G, d), jnp.float32)
+    log_sd = jnp.full((G, d), np.log(0.3), jnp.float32)
+    if d and not estimate_traits:
+        log_sd = jnp.broadcast_to(jnp.clip(res.x["log_sd"], -7.0, 2.0), (G, d))
+        notes.append("population stage skipped (estimate_traits=False): trait sds from the parameter stage, "
+                     "the same for every subgroup")
+    elif d:
+        sub = _subsample(train_log, g_train >= 0, max_trait_interactions, seed)
+        sub_log = train_log.select_learners(sub)
+        sub_batches = engine.pack_learners(sub_log, g_train[sub])
+
+        def loss2(x, theta, batches):
+            return engine.marginal_nll(problem, theta, traits, x["mu"], jnp.clip(x["log_sd"], -7.0, 2.0), z, logw, batches)
+
+        res2 = engine.minimize(loss2, {"mu": mu, "log_sd": log_sd}, (theta, sub_batches), max_iter=max_iter)
+        mu, log_sd = res2.x["mu"], jnp.clip(res2.x["log_sd"], -7.0, 2.0)
+        iterations["population"], converged["population"] = res2.iterations, res2.converged
+        if sub_log.n_learners < train_log.n_learners:
+            notes.append(f"population traits estimated on a random {sub_log.n_learners} of {train_log.n_learners} "
+                         f"training learners ({sub_log.n_interactions} responses; max_trait_interactions)")
+
+    # ---- train fit (mean negative log-likelihood per response, at the optimum) and held-out predictions
+    if d and estimate_traits:
+        train_nll = res2.value
+    elif fitter.stage1 == "em":
+        train_nll = -em.log_likelihood
+    else:
+        train_nll = res.value
+    big = int(np.argmax(groups.n_learners))
+    g_test = groups.of_learner[test]
+    g_pred = np.where(g_test >= 0, g_test, big)
+    y_test = np.zeros(0)
+    p_test = np.zeros(0)
+    if test_log.n_learners:
+        test_batches = engine.pack_learners(test_log, g_pred)
+        who, step, p_test = engine.predict(problem, theta, traits, mu, log_sd, z, logw, test_batches)
+        starts = np.concatenate([[0], np.cumsum(test_log.learner_counts())[:-1]])
+        y_test = test_log.correct[starts[who] + step].astype(np.float64)
+    m = metrics(y_test, p_test)
+    baseline = metrics(y_test, np.full(len(y_test), float(np.mean(train_log.correct))))
+
+    # ---- per-learner estimates: only on request
+    per_learner_out = None
+    if per_learner and d:
+        all_batches = engine.pack_learners(log, np.where(groups.of_learner >= 0, groups.of_learner, big))
+        who, est = engine.posterior_mean_traits(problem, theta, traits, mu, log_sd, z, logw, all_batches)
+        per_learner_out = {"learner_id": np.asarray(log.learner_ids, dtype=object)[who],
+                           **{t: est[:, k] for k, t in enumerate(traits)}}
+
+    # ---- assemble
+    params, curr_fit = problem.params(theta)
+    skill_params, global_params = {}, {}
+    for f in params._fields:
+        v = np.asarray(getattr(params, f), np.float64)
+        if v.ndim == 1 and v.shape[0] == log.n_skills and f != "w":
+            skill_params[f] = v
+        else:
+            global_params[f] = v
+    item_params = {}
+    if spec.item_difficulty:
+        item_params["difficulty"] = np.asarray(curr_fit.difficulty, np.float64)
+    if spec.item_discrimination:
+        item_params["discrimination"] = np.asarray(curr_fit.discrimination, np.float64)
+    spw = sessions_per_week(log, groups.of_learner, G, session_gap_minutes)
+    subgroups = []
+    mu_np, sd_np = np.asarray(mu, np.float64), np.exp(np.asarray(log_sd, np.float64))
+    total = sum(groups.n_learners)
+    for g, name in enumerate(groups.names):
+        tr = {t: (0.0, 0.0) for t in engine.TRAIT_ORDER}
+        for k, t in enumerate(traits):
+            tr[t] = (float(mu_np[g, k]), float(sd_np[g, k]))
+        subgroups.append(SubgroupFit(name=name, weight=groups.n_learners[g] / total, n_learners=groups.n_learners[g],
+                                     sessions_per_week=spw[g] if spw[g] is not None else DEFAULT_SESSIONS_PER_WEEK,
+                                     sessions_estimated=spw[g] is not None, traits=tr))
+        if spw[g] is None:
+            notes.append(f"subgroup {name!r}: no learner came back for a second session; sessions_per_week "
+                         f"is the default {DEFAULT_SESSIONS_PER_WEEK}, not an estimate")
+    not_est = [t for t in engine.TRAIT_ORDER if t not in traits]
+    notes.append(f"traits not estimated for {fitter.name} (written as mean 0, sd 0): {', '.join(not_est)}")
+    if groups.n_suppressed:
+        fate = (f"merged into {OTHER_GROUP!r}" if groups.merged else
+                f"omitted from the population ({groups.n_omitted_learners} learners; their responses still inform "
+                "the per-skill parameters)")
+        notes.append(f"{groups.n_suppressed} group(s) with fewer than {min_group_size} learners suppressed: {fate}")
+    if (log.q_matrix.sum(1) > 1).any() and fitter.name == "bkt":
+        notes.append("items with several skills: EM counts each response once per skill (as pyBKT does)")
+    n_par = sum(int(np.size(v)) for k, v in theta["fields"].items()) + sum(
+        int(np.size(theta[k])) for k in ("item_b", "item_log_a") if k in theta)
+    if fitter.stage1 == "em":
+        n_par = 4 * log.n_skills + (log.n_skills if forgetting else 0)
+    n_par += 2 * G * d
+    counts = {"learners": log.n_learners, "interactions": log.n_interactions, "items": log.n_items,
+              "skills": log.n_skills, "train_learners": train_log.n_learners, "heldout_learners": test_log.n_learners,
+              "heldout_interactions": test_log.n_interactions, "subgroups": G}
+    return FitResult(
+        model=fitter.name, method=fitter.method, skill_ids=log.skill_ids, skill_params=skill_params,
+        global_params=global_params, item_ids=log.item_ids, item_params=item_params, subgroups=subgroups,
+        estimated_traits=traits, metrics=m, baseline_metrics=baseline, train_nll=train_nll, n_parameters=n_par, iterations=iterations,
+        converged=converged, fit_seconds=time.perf_counter() - t_start, counts=counts, notes=notes,
+        heldout_y=y_test, heldout_p=p_test, per_learner=per_learner_out,
+    )

@@ -1,0 +1,56 @@
+"""Prediction metrics for binary responses: log loss, AUC, RMSE, and calibration bins."""
+from __future__ import annotations
+
+import numpy as np
+
+P_CLIP = 1e-6
+
+
+def auc(y: np.ndarray, p: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U with average ranks for ties); NaN if
+    only one class is present."""
+    y = np.asarray(y, bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(p, kind="mergesort")
+    ps = np.asarray(p)[order]
+    ranks = np.empty(len(ps))
+    # average ranks over ties
+    starts = np.r_[0, np.flatnonzero(ps[1:] != ps[:-1]) + 1]
+    ends = np.r_[starts[1:], len(ps)]
+    for a, b in zip(starts, ends):
+        ranks[a:b] = (a + b + 1) / 2.0
+    r = np.empty(len(ps))
+    r[order] = ranks
+    return float((r[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """log loss (nats per response), AUC, RMSE, accuracy at 0.5, mean prediction vs. rate."""
+    y = np.asarray(y, np.float64)
+    p = np.clip(np.asarray(p, np.float64), P_CLIP, 1 - P_CLIP)
+    if len(y) == 0:
+        nan = float("nan")
+        return {"n": 0, "log_loss": nan, "auc": nan, "rmse": nan, "accuracy": nan, "mean_p": nan, "rate": nan}
+    return {
+        "n": int(len(y)),
+        "log_loss": float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p))),
+        "auc": auc(y, p),
+        "rmse": float(np.sqrt(np.mean((y - p) ** 2))),
+        "accuracy": float(np.mean((p >= 0.5) == (y > 0.5))),
+        "mean_p": float(np.mean(p)),
+        "rate": float(np.mean(y)),
+    }
+
+
+def calibration_bins(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean prediction, observed rate, count) per equal-width bin of the prediction; bins
+    with no predictions are left out."""
+    y, p = np.asarray(y, np.float64), np.asarray(p, np.float64)
+    k = np.clip((p * n_bins).astype(int), 0, n_bins - 1)
+    cnt = np.bincount(k, minlength=n_bins)
+    sp = np.bincount(k, weights=p, minlength=n_bins)
+    sy = np.bincount(k, weights=y, minlength=n_bins)
+    m = cnt > 0
+    return sp[m] / cnt[m], sy[m] / cnt[m], cnt[m]
