@@ -1,0 +1,119 @@
+"""One-step greedy policies: on the observable belief (``greedy_gain``) and on the true
+latent state (``oracle``, privileged: an upper bound, never deployable)."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from pedagogym.curriculum.spec import CurriculumArrays
+from pedagogym.envs.observations import ObserverParams
+from pedagogym.policies.base import Policy
+from pedagogym.policies.common import designer_rank, lexicographic, observed_kind
+from pedagogym.student_models import bkt
+
+
+def expected_belief_gain(belief: Array, observer: ObserverParams, curr: CurriculumArrays,
+                         skill_weight: Array | None = None) -> Array:
+    """float32[I] expected increase of the summed belief (float32[S]) if each item were
+    presented now, under the platform's knowledge tracer (per-skill BKT, ``observer``).
+
+    For each skill of the item, as the observer updates it
+    (:func:`pedagogym.student_models.bkt.observe`): the predicted P(correct)
+    ``b (1 - slip) + (1 - b) guess``, the posteriors after a correct / wrong response (no
+    conditioning for study-only kinds), their expectation, then the transition; the gain
+    is the expected belief after minus before, summed over the item's skills. (Under the
+    observer's own prediction the expected posterior equals the prior, so the gain is the
+    transition's ``(1 - b) learn - b forget`` per skill: the policy favours items whose
+    skills have low belief and high learn rates, and items that exercise several skills.)
+    ``skill_weight`` (float32[S], default 1) weights each skill's gain in the sum.
+    """
+    p_c = bkt.predict(belief, observer.p_guess, observer.p_slip)
+    post_c = bkt.posterior(belief, True, observer.p_guess, observer.p_slip)
+    post_w = bkt.posterior(belief, False, observer.p_guess, observer.p_slip)
+    observed = jax.vmap(lambda i: observed_kind(curr, i))(jnp.arange(curr.n_items, dtype=jnp.int32))
+    cond = jnp.where(observed[:, None], (p_c * post_c + (1.0 - p_c) * post_w)[None, :], belief[None, :])  # [I, S]
+    after = bkt.transition(cond, observer.p_learn, observer.p_forget)  # linear: E[T(b)] = T(E[b])
+    gain = jnp.where(curr.q_matrix > 0, after - belief[None, :], 0.0)
+    return gain @ (jnp.ones_like(belief) if skill_weight is None else skill_weight)
+
+
+class GreedyGain(Policy):
+    """The valid item with the largest expected one-step gain in summed knowledge-tracer
+    belief (:func:`expected_belief_gain`, observer params ``params.observer``); ties
+    (within 1e-6): designer order."""
+
+    name = "greedy_gain"
+    description = "greedy on the expected gain in summed knowledge-tracer belief"
+
+    def scores(self, key, pstate, view, params, env):
+        curr = params.curriculum
+        gain = expected_belief_gain(view.history.belief, params.observer, curr)
+        return lexicographic(view.action_mask, (gain, -designer_rank(curr))), pstate
+
+
+class Oracle(Policy):
+    """Privileged upper bound: for each valid item, the expected one-step increase of the
+    learner's TRUE mean mastery (at the current time) from presenting it, estimated with
+    ``n_samples`` draws of ``env.learner.attempt`` (the same draws for every item: common
+    random numbers); pick the max.
+
+    Ties (within 1e-6; e.g. every sampled gain 0) are broken by, in order: the privileged learnable
+    mass of the item's skills, mean of (1 - true mastery) x learning gate; then, when items
+    are locked (``unlock_threshold`` > 0), the observer's expected belief gain on the
+    prerequisites that keep locked, not yet mastered skills locked (a one-step greedy would
+    otherwise never practise a prerequisite the learner already knows, and the skills
+    behind it would stay locked); then designer order."""
+
+    name = "oracle"
+    description = "privileged: greedy on the true latent mastery gain (upper bound)"
+    privileged = True
+
+    def __init__(self, n_samples: int = 8):
+        if n_samples < 1:
+            raise ValueError(f"oracle: n_samples must be >= 1, got {n_samples}")
+        self.n_samples = int(n_samples)
+
+    def _static_key(self) -> tuple:
+        return (self.n_samples,)
+
+    def expected_gain(self, key: Array, view, params, env) -> Array:
+        """float32[I] sample mean of the one-step gain in true mean mastery per item."""
+        st = view.latent
+        if st is None:
+            raise ValueError("oracle is privileged: its view needs the latent EnvState (PolicyView.latent)")
+        curr, lp, ls, t = params.curriculum, st.learner, st.student, st.history.t
+        before = jnp.mean(env.learner.mastery(lp, ls, curr, t))
+        keys = jax.random.split(key, self.n_samples)
+
+        def after(item, k):
+            att = env.learner.attempt(k, lp, ls, curr, item, t)
+            return jnp.mean(env.learner.mastery(lp, att.state, curr, t))
+
+        items = jnp.arange(curr.n_items, dtype=jnp.int32)
+        return jax.vmap(lambda i: jnp.mean(jax.vmap(lambda k: after(i, k))(keys)))(items) - before
+
+    def scores(self, key, pstate, view, params, env):
+        st = view.latent
+        curr = params.curriculum
+        gain = self.expected_gain(key, view, params, env)
+        m = env.learner.mastery(st.learner, st.student, curr, st.history.t)
+
+        def learnable(item):
+            g = env.learner.gate(st.learner, st.student, curr, item, st.history.t)
+            w = curr.q_matrix[item]
+            return jnp.sum(w * (1.0 - m) * g) / jnp.maximum(jnp.sum(w), 1.0)
+
+        tie = jax.vmap(learnable)(jnp.arange(curr.n_items, dtype=jnp.int32))
+        keys = (gain, tie, self.unlock_value(view, params, m), -designer_rank(curr))
+        return lexicographic(view.action_mask, keys), pstate
+
+    @staticmethod
+    def unlock_value(view, params, mastery: Array) -> Array:
+        """float32[I] observer belief gain on skills whose low belief keeps items of
+        unmastered skills locked."""
+        curr, h = params.curriculum, view.history
+        locked = params.item_available & ~view.action_mask
+        wanted = jnp.any((curr.q_matrix > 0) & locked[:, None] & (mastery < params.mastery_threshold)[None, :], axis=0)
+        blocking = jnp.any(wanted[:, None] & (curr.prereq > 0), axis=0) & (h.belief < params.unlock_threshold)
+        return expected_belief_gain(h.belief, params.observer, curr, blocking.astype(jnp.float32))
