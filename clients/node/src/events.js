@@ -1,0 +1,100 @@
+// Event logs: validation and timestamps, as pedagogym/deploy/events.py.
+//
+// One event: {learner_id?, item_id, correct (true|false|null), response_time (seconds >= 0),
+//             timestamp (epoch seconds or ISO 8601; UTC when no offset)}; events in time order.
+
+export class EventError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'EventError';
+  }
+}
+
+const ISO = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|z|[+-]\d{2}:?\d{2})?$/;
+
+function daysInMonth(y, m) {
+  return new Date(Date.UTC(y, m, 0)).getUTCDate();
+}
+
+function typeName(v) {
+  if (v === null) return 'NoneType';
+  if (Array.isArray(v)) return 'list';
+  if (typeof v === 'boolean') return 'bool';
+  if (typeof v === 'number') return Number.isInteger(v) ? 'int' : 'float';
+  if (typeof v === 'string') return 'str';
+  return typeof v === 'object' ? 'dict' : typeof v;
+}
+
+/** Epoch seconds from a number or an ISO 8601 string: whole seconds from the calendar fields
+ * plus the fraction parsed as a decimal (the Python runtime does the same, so both agree). */
+export function parseTimestamp(value, where = 'timestamp') {
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw new EventError(`${where}: must be finite, got ${value}`);
+    return value;
+  }
+  if (typeof value !== 'string') {
+    throw new EventError(`${where}: expected epoch seconds (a number) or an ISO 8601 string, got ${typeName(value)} ${JSON.stringify(value)}`);
+  }
+  const m = ISO.exec(value.trim());
+  if (!m) throw new EventError(`${where}: '${value}' is not an ISO 8601 timestamp like 2024-05-01T09:30:00Z`);
+  const [y, mo, d, h, mi, s] = m.slice(1, 7).map(Number);
+  if (!(mo >= 1 && mo <= 12 && d >= 1 && d <= daysInMonth(y, mo) && h <= 23 && mi <= 59 && s <= 59)) {
+    throw new EventError(`${where}: '${value}' is not a valid date and time`);
+  }
+  const dt = new Date(0); // setUTCFullYear, unlike Date.UTC, does not map years 0..99 to 19xx
+  dt.setUTCFullYear(y, mo - 1, d);
+  dt.setUTCHours(h, mi, s, 0);
+  let whole = dt.getTime() / 1000;
+  const tz = m[8];
+  if (tz && tz !== 'Z' && tz !== 'z') {
+    const sign = tz[0] === '-' ? -1 : 1;
+    const digits = tz.slice(1).replace(':', '');
+    whole -= sign * (Number(digits.slice(0, 2)) * 3600 + Number(digits.slice(2)) * 60);
+  }
+  const frac = m[7] ? Number('0' + m[7]) : 0.0;
+  return whole + frac;
+}
+
+/** Validate raw events (an array of objects) for one learner -> [{item, correct, responseTime, timestamp}]. */
+export function parseEvents(raw, itemIndex, learnerId = null) {
+  if (!Array.isArray(raw)) throw new EventError(`events: expected a list of event objects, got ${typeName(raw)}`);
+  const out = [];
+  let seen = learnerId;
+  let prev = -Infinity;
+  raw.forEach((ev, k) => {
+    const at = `events[${k}]`;
+    if (ev === null || typeof ev !== 'object' || Array.isArray(ev)) {
+      throw new EventError(`${at}: expected an object with item_id, correct, response_time, timestamp; got ${typeName(ev)}`);
+    }
+    const missing = ['item_id', 'correct', 'response_time', 'timestamp'].filter((f) => !(f in ev));
+    if (missing.length) throw new EventError(`${at}: missing field(s) [${missing.map((f) => `'${f}'`).join(', ')}]`);
+    const lid = ev.learner_id;
+    if (lid !== undefined && lid !== null) {
+      if (typeof lid !== 'string') throw new EventError(`${at}.learner_id: expected a string, got ${typeName(lid)} ${JSON.stringify(lid)}`);
+      if (seen !== null && lid !== seen) {
+        throw new EventError(`${at}.learner_id: '${lid}' differs from '${seen}'; send one learner's events per request`);
+      }
+      seen = lid;
+    }
+    const itemId = ev.item_id;
+    if (typeof itemId !== 'string') throw new EventError(`${at}.item_id: expected a string, got ${typeName(itemId)} ${JSON.stringify(itemId)}`);
+    if (!itemIndex.has(itemId)) {
+      throw new EventError(`${at}.item_id: unknown item '${itemId}'; the bundle's curriculum has ${itemIndex.size} items`);
+    }
+    const correct = ev.correct;
+    if (correct !== null && typeof correct !== 'boolean') {
+      throw new EventError(`${at}.correct: expected true, false or null, got ${typeName(correct)} ${JSON.stringify(correct)}`);
+    }
+    const rt = ev.response_time;
+    if (typeof rt !== 'number' || !Number.isFinite(rt) || rt < 0) {
+      throw new EventError(`${at}.response_time: expected a finite number of seconds >= 0, got ${JSON.stringify(rt)}`);
+    }
+    const ts = parseTimestamp(ev.timestamp, `${at}.timestamp`);
+    if (ts < prev) {
+      throw new EventError(`${at}.timestamp: time goes backwards (${JSON.stringify(ev.timestamp)} is before the previous event); send events in time order`);
+    }
+    prev = ts;
+    out.push({ item: itemIndex.get(itemId), correct, responseTime: rt, timestamp: ts });
+  });
+  return out;
+}

@@ -1,0 +1,9 @@
+// pedagogym-client: run an exported pedagogym policy bundle from Node.js.
+//
+//   import { Recommender } from 'pedagogym-client';
+//   const rec = await Recommender.load('bundle/');          // verifies format version and model sha256
+//   const { item_id, scores } = await rec.recommend(events);
+export { BundleError, FORMAT, FORMAT_VERSION, checkManifest, curriculumHash, loadBundle } from './bundle.js';
+export { EventError, parseEvents, parseTimestamp } from './events.js';
+export { actionMask, featureNames, featureSpec, featurize, replay } from './features.js';
+export { ConstraintError, Recommender, SESSION_OPTIONS } from './recommender.js';

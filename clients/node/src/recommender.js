@@ -1,0 +1,124 @@
+// The recommender: event log -> features -> ONNX policy -> next item (as pedagogym/deploy/recommender.py).
+import ort from 'onnxruntime-node';
+
+import { loadBundle, BundleError } from './bundle.js';
+import { EventError, parseEvents, parseTimestamp } from './events.js';
+import { actionMask, featureSpec, featurize, replay } from './features.js';
+
+export class ConstraintError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'ConstraintError';
+  }
+}
+
+export const SESSION_OPTIONS = {
+  intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all',
+  logSeverityLevel: 3,
+};
+
+export class Recommender {
+  /** Use `await Recommender.load(dir)`. */
+  constructor(bundle, session, spec) {
+    this.bundle = bundle;
+    this.manifest = bundle.manifest;
+    this.session = session;
+    this.spec = spec;
+    this.itemIds = bundle.manifest.actions.item_ids;
+    this.itemIndex = new Map(this.itemIds.map((id, k) => [id, k]));
+    this.featureNames = bundle.manifest.observation.feature_names;
+    // batch-1 buffers reused by every decision
+    this.obs = new Float32Array(spec.nFeatures);
+    this.mask = new Uint8Array(spec.nI);
+    this.feeds = {
+      obs: new ort.Tensor('float32', this.obs, [1, spec.nFeatures]),
+      action_mask: new ort.Tensor('bool', this.mask, [1, spec.nI]),
+    };
+  }
+
+  static async load(dir, { idleGapS = null } = {}) {
+    const bundle = loadBundle(dir);
+    const spec = featureSpec(bundle.manifest, idleGapS);
+    const session = await ort.InferenceSession.create(bundle.modelBytes, SESSION_OPTIONS);
+    const ins = [...session.inputNames].sort().join(',');
+    const outs = [...session.outputNames].sort().join(',');
+    if (ins !== 'action_mask,obs' || outs !== 'action,scores') {
+      throw new BundleError(`${dir}: policy.onnx has inputs [${ins}] and outputs [${outs}]; expected obs, action_mask -> scores, action`);
+    }
+    return new Recommender(bundle, session, spec);
+  }
+
+  /** One decision: Float32Array[D], Uint8Array[I] -> {scores: Float32Array[I], action}. */
+  async decide(obs, mask) {
+    this.obs.set(obs);
+    this.mask.set(mask);
+    const out = await this.session.run(this.feeds);
+    return { scores: out.scores.data, action: Number(out.action.data[0]) };
+  }
+
+  /** A batch: Float32Array[N*D], Uint8Array[N*I] -> {scores: Float32Array[N*I], actions: number[]}. */
+  async run(obs, mask, n) {
+    const out = await this.session.run({
+      obs: new ort.Tensor('float32', obs, [n, this.spec.nFeatures]),
+      action_mask: new ort.Tensor('bool', mask, [n, this.spec.nI]),
+    });
+    return { scores: out.scores.data, actions: Array.from(out.action.data, Number) };
+  }
+
+  state(events, now = null) {
+    const nowS = now === null || now === undefined ? null : parseTimestamp(now, 'now');
+    if (nowS !== null && events.length && nowS < events[events.length - 1].timestamp) {
+      throw new EventError(`now: ${JSON.stringify(now)} is before the last event's timestamp (time goes backwards)`);
+    }
+    return replay(this.spec, events, nowS);
+  }
+
+  /** {obs: Float32Array[D], mask: Uint8Array[I], state} for a raw event log. */
+  features(events, { now = null, learnerId = null } = {}) {
+    const h = this.state(parseEvents(events, this.itemIndex, learnerId), now);
+    return { obs: featurize(this.spec, h), mask: actionMask(this.spec, h), state: h };
+  }
+
+  constrain(mask, constraints) {
+    if (!constraints) return mask;
+    if (typeof constraints !== 'object' || Array.isArray(constraints)) {
+      throw new ConstraintError("constraints: expected an object with 'only' and/or 'exclude'");
+    }
+    const unknownKeys = Object.keys(constraints).filter((k) => k !== 'only' && k !== 'exclude').sort();
+    if (unknownKeys.length) throw new ConstraintError(`constraints: unknown key(s) ${JSON.stringify(unknownKeys)}; allowed: 'only', 'exclude'`);
+    const out = Uint8Array.from(mask);
+    for (const key of ['only', 'exclude']) {
+      const ids = constraints[key];
+      if (ids === undefined || ids === null) continue;
+      if (!Array.isArray(ids) || !ids.every((i) => typeof i === 'string')) throw new ConstraintError(`constraints.${key}: expected a list of item ids`);
+      const bad = ids.filter((i) => !this.itemIndex.has(i));
+      if (bad.length) throw new ConstraintError(`constraints.${key}: unknown item(s) ${JSON.stringify(bad)}`);
+      const sel = new Set(ids.map((i) => this.itemIndex.get(i)));
+      for (let i = 0; i < out.length; i++) if (sel.has(i) !== (key === 'only')) out[i] = 0;
+    }
+    if (!out.some(Boolean)) throw new ConstraintError('constraints: no unlocked item is left to recommend');
+    return out;
+  }
+
+  /** The next item for one learner; same answer as the Python Recommender.recommend. */
+  async recommend(events, { constraints = null, now = null, learnerId = null, includeFeatures = false } = {}) {
+    const evs = parseEvents(events, this.itemIndex, learnerId);
+    const lid = learnerId ?? (Array.isArray(events) ? events.find((e) => e && e.learner_id)?.learner_id ?? null : null);
+    const h = this.state(evs, now);
+    const obs = featurize(this.spec, h);
+    const mask = this.constrain(actionMask(this.spec, h), constraints);
+    const { scores, action } = await this.decide(obs, mask);
+    const out = {
+      learner_id: lid,
+      item_id: this.itemIds[action],
+      action,
+      scores: Object.fromEntries(this.itemIds.map((id, k) => [id, scores[k]])),
+      eligible: this.itemIds.filter((_, k) => mask[k]),
+      session: h.session,
+      n_events: evs.length,
+      policy: this.manifest.policy.name ?? null,
+    };
+    if (includeFeatures) out.features = Object.fromEntries(this.featureNames.map((n, k) => [n, obs[k]]));
+    return out;
+  }
+}

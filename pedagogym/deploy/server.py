@@ -1,0 +1,139 @@
+"""HTTP service for a policy bundle (FastAPI + uvicorn; ``pip install pedagogym[serve]``).
+
+    pedagogym serve BUNDLE/ --port 8000
+
+``POST /recommend``  body ``{"learner_id"?, "events": [...], "now"?, "constraints"?, "include_features"?}``
+                     -> ``{"learner_id", "item_id", "action", "scores", "eligible", "session", "n_events", "policy"}``
+``GET /health``      -> status, policy, curriculum hash, model sha256, sizes
+``GET /manifest``    -> the bundle's manifest
+
+Bad input never takes the service down: wrong field types, missing fields, unknown item ids,
+times going backwards, impossible constraints -> HTTP 422 with ``{"detail": "<message>"}``
+(schema errors also list every problem under ``errors``).
+"""
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
+
+from pedagogym.deploy.events import EventError
+from pedagogym.deploy.recommender import ConstraintError, Recommender
+
+def _number(v: Any) -> float | int:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"expected a number, got {type(v).__name__} {v!r}")
+    if not math.isfinite(v):
+        raise ValueError("must be finite")
+    return v
+
+
+def _time(v: Any) -> float | int | str:
+    if isinstance(v, str):
+        return v
+    try:
+        return _number(v)
+    except ValueError:
+        raise ValueError(f"expected epoch seconds (a number) or an ISO 8601 string, got {type(v).__name__} {v!r}") from None
+
+
+Number = Annotated[float | int, BeforeValidator(_number)]
+Time = Annotated[float | int | str, BeforeValidator(_time)]
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    learner_id: StrictStr | None = None
+    item_id: StrictStr
+    correct: StrictBool | None = Field(description="true / false; null when no response was recorded")
+    response_time: Number = Field(ge=0, description="seconds on the item")
+    timestamp: Time = Field(description="epoch seconds or ISO 8601 (UTC when no offset)")
+
+
+class ConstraintsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    only: list[StrictStr] | None = None
+    exclude: list[StrictStr] | None = None
+
+
+class RecommendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    learner_id: StrictStr | None = None
+    events: list[EventIn]
+    now: Time | None = None
+    constraints: ConstraintsIn | None = None
+    include_features: StrictBool = False
+
+
+class RecommendOut(BaseModel):
+    learner_id: str | None
+    item_id: str
+    action: int
+    scores: dict[str, float]
+    eligible: list[str]
+    session: int
+    n_events: int
+    policy: str | None
+    features: dict[str, float] | None = None
+
+
+def _where(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p != "body"]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
+    return out or "body"
+
+
+def create_app(recommender: Recommender) -> FastAPI:
+    m = recommender.manifest
+    app = FastAPI(title="pedagogym recommender", version=str(m.get("pedagogym_version")),
+                  description=f"policy {m['policy'].get('name')!r} on curriculum {m['curriculum'].get('name')!r}")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": _where(tuple(e.get("loc", ()))), "msg": e.get("msg", "").removeprefix("Value error, ")}
+                  for e in exc.errors()]
+        detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors) or "invalid request"
+        return JSONResponse(status_code=422, content={"detail": detail, "errors": errors})
+
+    @app.exception_handler(EventError)
+    @app.exception_handler(ConstraintError)
+    async def _semantic(request: Request, exc: ValueError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": str(exc)})
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "policy": m["policy"].get("name"), "kind": m["policy"].get("kind"),
+                "curriculum": m["curriculum"].get("name"), "curriculum_hash": m["curriculum"].get("content_hash"),
+                "model_sha256": m["model"].get("sha256"), "format_version": m.get("format_version"),
+                "n_items": recommender.spec.n_items, "n_features": recommender.spec.n_features}
+
+    @app.get("/manifest")
+    async def manifest() -> dict[str, Any]:
+        return m
+
+    # async: decisions run on the event loop, one at a time (the model's buffers are shared)
+    @app.post("/recommend", response_model=RecommendOut, response_model_exclude_none=True)
+    async def recommend(body: RecommendIn) -> dict[str, Any]:
+        events = [e.model_dump(exclude_none=False) for e in body.events]
+        constraints = body.constraints.model_dump(exclude_none=True) if body.constraints else None
+        return recommender.recommend(events, constraints, now=body.now, learner_id=body.learner_id,
+                                     include_features=body.include_features)
+
+    return app
+
+
+def serve(bundle: str, host: str = "127.0.0.1", port: int = 8000, idle_gap_s: float | None = None,
+          access_log: bool = False) -> None:
+    import uvicorn
+
+    app = create_app(Recommender(bundle, idle_gap_s=idle_gap_s))
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=access_log)
