@@ -66,6 +66,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         rows = bench_env(args.env_id or ["pedagogym/PrereqBKT-v0"], args.batch, n_steps=args.steps,
                          gym_steps=args.gym_steps)
+    elif args.what == "train":
+        from pedagogym.agents.cli import bench_train
+
+        return bench_train(args)
     else:
         print(f"pedagogym bench: unknown target {args.what!r}", file=sys.stderr)
         return 2
@@ -101,13 +105,23 @@ def build_parser() -> argparse.ArgumentParser:
     fitting_cli.add_arguments(s)
     s.set_defaults(func=fitting_cli.run)
 
-    s = sub.add_parser("bench", help="throughput benchmarks, printed as JSON")
-    s.add_argument("what", choices=["env"])
+    from pedagogym.agents.cli import add_bench_train_arguments, add_train_parser
+    from pedagogym.export.cli import add_export_parsers
+    from pedagogym.stress.cli import add_stress_parser
+
+    add_train_parser(sub)
+    add_export_parsers(sub)
+    add_stress_parser(sub)
+
+    s = sub.add_parser("bench", help="throughput benchmarks, printed as JSON (env: simulator steps/s; "
+                                     "train: JAX PPO vs SB3 PPO env-steps/s)")
+    s.add_argument("what", choices=["env", "train"])
     s.add_argument("--env-id", action="append", help="env id (repeatable); default the BKT skill env")
     s.add_argument("--batch", type=int, nargs="+", default=[1, 256, 4096, 16384, 65536])
     s.add_argument("--steps", type=int, default=100, help="steps per timed call")
     s.add_argument("--gym-steps", type=int, default=2000)
     s.add_argument("--json", action="store_true", help="compact one-line JSON")
+    add_bench_train_arguments(s)
     s.set_defaults(func=_cmd_bench)
     return p
 
@@ -132,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         _enable_compilation_cache()
     try:
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError) as exc:  # config / input errors: one clear line
+    except (ValueError, KeyError, FileNotFoundError, OSError) as exc:  # config / input errors: one clear line
         print(f"pedagogym {args.verb}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -23,7 +23,7 @@ def _spaces(built: BuiltEnv) -> tuple[gym.spaces.Box, gym.spaces.Discrete]:
 
 
 def _info_to_numpy(info: dict[str, Any]) -> dict[str, Any]:
-    return {k: np.asarray(v) for k, v in info.items()}
+    return {k: np.array(v) for k, v in info.items()}  # writable copies (torch warns on read-only)
 
 
 @partial(jax.jit, static_argnums=0)
@@ -65,7 +65,7 @@ class PedagogyGymEnv(gym.Env):
         self._key, k = jax.random.split(self._key)
         obs, self._state = _reset(self.env, k, self.params)
         self._mask = np.asarray(self.env.action_mask(self._state, self.params))
-        return np.asarray(obs), {"action_mask": self._mask.copy()}
+        return np.array(obs), {"action_mask": self._mask.copy()}
 
     def step(self, action):
         if self._state is None:
@@ -76,7 +76,7 @@ class PedagogyGymEnv(gym.Env):
         obs, self._state, reward, term, trunc, info, mask = _step(self.env, k, self._state, jnp.int32(action), self.params)
         self._mask = np.asarray(mask)
         info = _info_to_numpy(info)
-        return np.asarray(obs), float(reward), bool(term), bool(trunc), info
+        return np.array(obs), float(reward), bool(term), bool(trunc), info
 
     def action_masks(self) -> np.ndarray:
         """bool[I] valid items now (sb3-contrib MaskablePPO calls this)."""
@@ -120,13 +120,13 @@ class PedagogyVectorEnv(gym.vector.VectorEnv):
             self._key = jax.random.PRNGKey(seed)
         self._key, k = jax.random.split(self._key)
         obs, self._state = self._reset_fn(jax.random.split(k, self.num_envs), self.params)
-        return np.asarray(obs), {"action_mask": np.asarray(self._mask_fn(self._state, self.params))}
+        return np.array(obs), {"action_mask": np.asarray(self._mask_fn(self._state, self.params))}
 
     def step(self, actions):
         self._key, k = jax.random.split(self._key)
         obs, self._state, reward, term, trunc, info = self._step_fn(
             jax.random.split(k, self.num_envs), self._state, jnp.asarray(actions, jnp.int32), self.params)
-        return np.asarray(obs), np.asarray(reward), np.asarray(term), np.asarray(trunc), _info_to_numpy(info)
+        return np.array(obs), np.array(reward), np.array(term), np.array(trunc), _info_to_numpy(info)
 
     def action_masks(self) -> np.ndarray:
         return np.asarray(self._mask_fn(self._state, self.params))
