@@ -141,6 +141,11 @@ def _enable_compilation_cache() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:  # a serving machine needs neither JAX nor the simulator: skip their imports
+        from pedagogym.export.cli import main as export_main
+
+        return export_main(argv)
     args = build_parser().parse_args(argv)
     if args.verb in ("run", "simulate", "train", "stress"):
         _enable_compilation_cache()

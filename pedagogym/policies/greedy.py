@@ -117,3 +117,31 @@ class Oracle(Policy):
         wanted = jnp.any((curr.q_matrix > 0) & locked[:, None] & (mastery < params.mastery_threshold)[None, :], axis=0)
         blocking = jnp.any(wanted[:, None] & (curr.prereq > 0), axis=0) & (h.belief < params.unlock_threshold)
         return expected_belief_gain(h.belief, params.observer, curr, blocking.astype(jnp.float32))
+
+
+class RecallThreshold(Policy):
+    """Privileged, as the Threshold baseline of Reddy, Levine & Dragan (2017): present the valid
+    item whose TRUE current probability of a correct response is closest to ``threshold``
+    (review an item just as it is about to be forgotten; new items have low recall and are
+    reached once the others are above it). Ties (within 1e-6): designer order."""
+
+    name = "threshold"
+    description = "privileged: item whose true recall probability is closest to a threshold (Reddy et al. 2017)"
+    privileged = True
+
+    def __init__(self, threshold: float = 0.5):
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold: threshold must be in (0, 1), got {threshold}")
+        self.threshold = float(threshold)
+
+    def _static_key(self) -> tuple:
+        return (self.threshold,)
+
+    def scores(self, key, pstate, view, params, env):
+        st = view.latent
+        if st is None:
+            raise ValueError("threshold is privileged: its view needs the latent EnvState (PolicyView.latent)")
+        curr = params.curriculum
+        items = jnp.arange(curr.n_items, dtype=jnp.int32)
+        p = jax.vmap(lambda i: env.learner.p_correct(st.learner, st.student, curr, i, st.history.t))(items)
+        return lexicographic(view.action_mask, (-jnp.abs(p - self.threshold), -designer_rank(curr))), pstate
