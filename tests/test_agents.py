@@ -385,3 +385,31 @@ def test_config_round_trip_and_hash():
     assert cfg.replace(chunk_updates=20).hash() == cfg.hash()  # logging only
     assert cfg.replace(lr=1e-2).hash() != cfg.hash()
     assert cfg.num_updates == 80 and cfg.n_agents == 8 and cfg.num_chunks == 4
+
+
+# ---- evaluation beside the hand-written policies ----------------------------------------------------
+def test_pedagogym_run_evaluates_a_trained_agent_beside_hand_written_policies(runs, tmp_path):
+    from pedagogym.experiments import load_experiment, run_experiment
+    from pedagogym.experiments.config import ExperimentConfigError as ConfigError
+
+    full = runs["full"]
+    settings = {k: v for k, v in TINY_ENV.items() if k != "id"}
+    exp = {"name": "agent_eval", "learners": 64, "seeds": [0], "baseline": "random",
+           "policies": ["random", f"agent:{full}#0"], "envs": [{"id": TINY_ENV["id"], "settings": settings}]}
+    cfg_path = tmp_path / "exp.toml"
+    cfg_path.write_text(_toml({k: v for k, v in exp.items() if k != "envs"})
+                        + "[[envs]]\n" + f'id = "{TINY_ENV["id"]}"\n'
+                        + "settings = { " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in settings.items()) + " }\n")
+    manifest = run_experiment(load_experiment(cfg_path), tmp_path / "out", progress=False)
+    assert manifest["complete"]
+    summary = (tmp_path / "out" / "summary.csv").read_text()
+    assert f"agent:{full}#0" in summary and "random" in summary
+    # a missing run directory, and an agent trained on another env, fail before any work
+    bad = cfg_path.read_text().replace(f"agent:{full}#0", f"agent:{tmp_path / 'nope'}")
+    (tmp_path / "bad.toml").write_text(bad)
+    with pytest.raises(ConfigError, match=r"policies\[1\]"):
+        load_experiment(tmp_path / "bad.toml")
+    other = cfg_path.read_text().replace('curriculum = "tiny"', 'curriculum = "maths_fractions"')
+    (tmp_path / "other.toml").write_text(other)
+    with pytest.raises(ConfigError, match="obs size"):
+        load_experiment(tmp_path / "other.toml")

@@ -20,6 +20,7 @@ of the task (the observation holds ``progress``), so truncation is treated as te
 """
 from __future__ import annotations
 
+import os
 from typing import Any, NamedTuple
 
 import jax
@@ -304,11 +305,22 @@ def make_train(config: TrainConfig, built=None):
 
 
 # ---- many agents at once --------------------------------------------------------------------
-def _vmap_or_single(fn, n_agents: int):
-    """``vmap`` over agents; with one agent, run it unbatched (``batch_step``'s batch-level
-    ``lax.cond`` stays a real branch instead of a select) and add the axis back."""
+def _vmap_or_single(fn, n_agents: int, mode: str | None = None):
+    """Many agents in one compiled call: ``vmap`` over agents, or (``mode="map"``) ``lax.map``,
+    a loop over agents inside the same jit. With one agent, run it unbatched (``batch_step``'s
+    batch-level ``lax.cond`` stays a real branch instead of a select) and add the axis back.
+
+    ``mode`` None: ``PEDAGOGYM_AGENT_AXIS`` (vmap|map), else vmap on accelerators and map on
+    CPU. On CPU, XLA (jaxlib 0.10) can deadlock -- every thread idle, the result never ready --
+    running a vmapped policy network inside the episode loop for 3+ agents on the fractions
+    unit; a CPU has few cores to share between agents anyway, so the loop costs little."""
     if n_agents > 1:
-        return jax.vmap(fn)
+        mode = mode or os.environ.get("PEDAGOGYM_AGENT_AXIS") or ("map" if jax.default_backend() == "cpu" else "vmap")
+        if mode == "vmap":
+            return jax.vmap(fn)
+        if mode != "map":
+            raise ValueError(f"PEDAGOGYM_AGENT_AXIS: expected 'vmap' or 'map', got {mode!r}")
+        return lambda *args: jax.lax.map(lambda a: fn(*a), args)
 
     def single(*args):
         out = fn(*jax.tree.map(lambda x: x[0], args))

@@ -75,6 +75,7 @@ def experiment_from_dict(data: dict[str, Any], source: str = "<dict>") -> Experi
     """Validate the shape of a config and resolve every name in it (envs, models,
     populations, policies), so that a bad config fails before any simulation starts."""
     from pedagogym.envs import ENV_IDS, EnvConfigError, make
+    from pedagogym.agents import CheckpointError, check_compatible, is_agent_name, parse_agent_name, read_run_manifest
     from pedagogym.policies import POLICIES
 
     allowed = {"name", "description", "learners", "seeds", "policies", "metrics", "baseline", "envs"}
@@ -97,8 +98,14 @@ def experiment_from_dict(data: dict[str, Any], source: str = "<dict>") -> Experi
     def check_policies(value: Any, key: str) -> tuple[str, ...]:
         names = _str_list(value, source, key)
         for k, p in enumerate(names):
-            if p not in POLICIES:
-                raise _err(source, f"{key}[{k}]", f"unknown policy {p!r}; known: {', '.join(POLICIES.names())}")
+            if is_agent_name(p):
+                try:
+                    read_run_manifest(parse_agent_name(p)[0])
+                except CheckpointError as exc:
+                    raise _err(source, f"{key}[{k}]", str(exc)) from None
+            elif p not in POLICIES:
+                raise _err(source, f"{key}[{k}]", f"unknown policy {p!r}; known: {', '.join(POLICIES.names())} "
+                                                  "or a trained agent 'agent:RUN_DIR[#K|#best]'")
         return names
 
     has_env_policies = isinstance(data.get("envs"), list) and all(isinstance(e, dict) and "policies" in e
@@ -142,9 +149,16 @@ def experiment_from_dict(data: dict[str, Any], source: str = "<dict>") -> Experi
         for m in models:  # resolve everything now: fail before any work starts
             for p in populations:
                 try:
-                    make(env_id, **{**settings, "model": m, "population": p})
+                    built = make(env_id, **{**settings, "model": m, "population": p})
                 except EnvConfigError as exc:
                     raise _err(source, where, str(exc)) from None
+                for k_pol, pol in enumerate(e.get("policies", data.get("policies", []))):
+                    if is_agent_name(pol):  # trained on the same observation and action sizes?
+                        try:
+                            check_compatible(pol, read_run_manifest(parse_agent_name(pol)[0]), built)
+                        except CheckpointError as exc:
+                            raise _err(source, f"{where}.policies[{k_pol}]" if "policies" in e else
+                                       f"policies[{k_pol}]", str(exc)) from None
         env_policies = check_policies(e["policies"], f"{where}.policies") if "policies" in e else ()
         if baseline not in (env_policies or policies):
             raise _err(source, "baseline" if not env_policies else f"{where}.policies",

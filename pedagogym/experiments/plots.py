@@ -36,6 +36,14 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
+def _short(policy: str) -> str:
+    """A legend label: a trained agent ``agent:/long/path/RUN#K`` shows as ``agent:RUN#K``."""
+    if policy.startswith("agent:"):
+        path, sep, index = policy[len("agent:"):].partition("#")
+        return f"agent:{Path(path).name}{sep}{index}"
+    return policy
+
+
 def _title(key) -> str:
     return f"{key[0]} · {key[1]} · {key[2]}"
 
@@ -48,7 +56,7 @@ def plot_curves(out: Path) -> None:
     fig, axes = _grid(len(groups))
     for ax, (key, g) in zip(axes, groups):
         for pol, gp in g.groupby("policy", sort=False):
-            ax.plot(gp.step, gp["mean"], color=color[pol], label=pol, lw=1.6)
+            ax.plot(gp.step, gp["mean"], color=color[pol], label=_short(pol), lw=1.6)
             ax.fill_between(gp.step, gp.ci_low, gp.ci_high, color=color[pol], alpha=0.2, lw=0)
         ax.set(title=_title(key), xlabel="items presented", ylabel="mean true mastery", ylim=(0, 1.02))
         ax.grid(alpha=0.3)
@@ -70,7 +78,7 @@ def plot_subgroups(out: Path) -> None:
             gp = g[g.policy == pol].set_index("subgroup").reindex(subgroups)
             x = np.arange(len(subgroups)) + (k - (len(policies) - 1) / 2) * width
             err = np.vstack([gp.post_test_mean - gp.ci_low, gp.ci_high - gp.post_test_mean])
-            ax.bar(x, gp.post_test_mean, width, yerr=np.nan_to_num(err), color=color[pol], label=pol, capsize=2)
+            ax.bar(x, gp.post_test_mean, width, yerr=np.nan_to_num(err), color=color[pol], label=_short(pol), capsize=2)
         ax.set_xticks(np.arange(len(subgroups)), subgroups, rotation=20, ha="right", fontsize=8)
         ax.set(title=_title(key), ylabel="post-test score", ylim=(0, 1.05))
         ax.grid(axis="y", alpha=0.3)
@@ -105,7 +113,7 @@ def plot_matrix(out: Path) -> None:
     fig, ax = plt.subplots(figsize=(2.0 + 1.6 * df.shape[1], 1.2 + 0.45 * df.shape[0]))
     im = ax.imshow(df.to_numpy(), cmap="viridis", aspect="auto")
     ax.set_xticks(range(df.shape[1]), [c.replace("/", "\n") for c in df.columns], fontsize=8)
-    ax.set_yticks(range(df.shape[0]), df.index)
+    ax.set_yticks(range(df.shape[0]), [_short(p) for p in df.index])
     vals = df.to_numpy()
     mid = np.nanmean(vals)
     for i in range(df.shape[0]):
