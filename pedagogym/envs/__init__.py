@@ -35,6 +35,11 @@ _IDS = {
     "pedagogym/FlashcardsACTR-v0": EnvConfig(model="actr", **_CARDS),
     "pedagogym/FlashcardsFSRS-v0": EnvConfig(model="fsrs", **_CARDS),
     "pedagogym/EngagedBKT-v0": EnvConfig(model="bkt", **{**_SKILL, "engagement": True, "reward": "engaged_posttest"}),
+    # adaptive testing: a fixed 3PL ability, a 200-item bank, at most `horizon` items; set stop_se > 0 for a
+    # variable-length test that ends once the EAP standard error is below it
+    "pedagogym/AdaptiveTest-v0": EnvConfig(model="irt3pl_static", curriculum="item_bank_200", population="test_takers",
+                                           reward="posttest", horizon=30, session_minutes=120.0, prerequisites=False,
+                                           terminate_on_mastery=False),
 }
 
 for _id, _cfg in _IDS.items():

@@ -43,6 +43,7 @@ class EnvConfig:
     dropout_penalty: float = 1.0
     invalid_action_seconds: float = 5.0
     n_items: int | None = None  # keep only the first n items (e.g. a smaller flashcard deck)
+    stop_se: float = 0.0  # adaptive tests: end once the EAP ability standard error is below this (0 = off)
     observer_p_init: float = 0.2
     observer_p_learn: float = 0.15
     observer_p_guess: float = 0.2
@@ -81,6 +82,7 @@ class EnvConfig:
         check(self.test_delay_days >= 0, "test_delay_days", "must be >= 0")
         check(self.dropout_penalty >= 0, "dropout_penalty", "must be >= 0")
         check(self.invalid_action_seconds >= 0, "invalid_action_seconds", "must be >= 0")
+        check(self.stop_se >= 0, "stop_se", "must be >= 0 (0 = no standard-error stopping rule)")
         check(self.n_items is None or self.n_items >= 1, "n_items", "must be >= 1")
         for key in ("observer_p_init", "observer_p_learn", "observer_p_guess", "observer_p_slip"):
             check(0.0 < getattr(self, key) < 1.0, key, "must be a probability in (0, 1)")
@@ -174,7 +176,8 @@ def build(config: EnvConfig) -> BuiltEnv:
         except EnvConfigError as exc:
             raise EnvConfigError(f"{config.source}: {exc}") from None
     learner = Learner(model=model, prerequisites=config.prerequisites, engagement=config.engagement)
-    env = PedagogyEnv(learner=learner, reward=reward, featurizer=featurizer, privileged=config.privileged)
+    env = PedagogyEnv(learner=learner, reward=reward, featurizer=featurizer, privileged=config.privileged,
+                      stop_on_se=config.stop_se > 0)
     curr = curriculum.arrays()
     model_params = model.default_params(curr)
     if population.fitted_models and model.name in population.fitted_models:
@@ -202,6 +205,7 @@ def build(config: EnvConfig) -> BuiltEnv:
         invalid_action_s=f32(config.invalid_action_seconds),
         terminate_on_mastery=jnp.asarray(config.terminate_on_mastery, bool),
         model_params=model_params,
+        stop_se=f32(config.stop_se),
     )
     return BuiltEnv(env=env, params=params, config=config, curriculum=curriculum, population=population)
 

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from pedagogym.curriculum.spec import CurriculumArrays
+from pedagogym.envs import ability
 from pedagogym.envs.observations import Featurizer, History, ObserverParams, PlatformFeatures
 from pedagogym.envs.rewards import Outcome, PostTest, Reward
 from pedagogym.student_models.learner import PREREQUISITES, Learner, LearnerParams, LearnerState
@@ -51,6 +52,10 @@ class EnvParams(NamedTuple):
                        where recall right after a review is momentarily ~1)
     model_params:      the student model's population-average params (defaults, or fitted from
                        logs by ``pedagogym fit``); each learner's traits shift them
+    stop_se:           float32[] adaptive-test stopping rule: the episode terminates once the
+                       platform's EAP ability estimate (:mod:`pedagogym.envs.ability`) has a
+                       standard error below this (read only by envs built with ``stop_on_se``;
+                       ``horizon`` is the maximum test length)
     """
 
     curriculum: CurriculumArrays
@@ -66,6 +71,7 @@ class EnvParams(NamedTuple):
     invalid_action_s: Array
     terminate_on_mastery: Array = True
     model_params: Any = None  # None = the model's defaults
+    stop_se: Any = 0.0
 
 
 class EnvState(NamedTuple):
@@ -91,6 +97,7 @@ class PedagogyEnv:
     reward: Reward = PostTest()
     featurizer: Featurizer = PlatformFeatures()
     privileged: bool = False
+    stop_on_se: bool = False  # end an episode when the EAP standard error < params.stop_se (adaptive tests)
 
     # ---- spaces -------------------------------------------------------------------------
     def n_actions(self, params: EnvParams) -> int:
@@ -146,7 +153,7 @@ class PedagogyEnv:
         mastery_after = self.learner.mastery(lp, student, curr, history.t)
         all_mastered = jnp.all(mastery_after >= params.mastery_threshold)
         dropped = valid & att.dropped
-        terminated = (all_mastered & params.terminate_on_mastery) | dropped
+        terminated = (all_mastered & params.terminate_on_mastery) | dropped | self.precise_enough(history, params)
         truncated = (history.step >= params.horizon) & ~terminated
         done = terminated | truncated
         if self.reward.needs_final:
@@ -166,8 +173,8 @@ class PedagogyEnv:
         new_state = _select(state.done, state, new_state)
         was_done = state.done
         reward = jnp.where(was_done, 0.0, reward)
-        terminated = jnp.where(was_done, state.dropped | ((state.mastered_at >= 0) & params.terminate_on_mastery),
-                               terminated)
+        terminated = jnp.where(was_done, state.dropped | ((state.mastered_at >= 0) & params.terminate_on_mastery)
+                               | self.precise_enough(state.history, params), terminated)
         truncated = jnp.where(was_done, ~terminated, truncated)
         info = {
             "action_mask": self.action_mask(new_state, params),
@@ -179,6 +186,15 @@ class PedagogyEnv:
             "mastery": jnp.mean(mastery_after),
         }
         return self.observation(new_state, params), new_state, reward, terminated, truncated, info
+
+    def precise_enough(self, history: History, params: EnvParams) -> Array:
+        """bool[] the adaptive-test stopping rule: at least one item presented and the
+        platform's EAP ability estimate has a standard error below ``params.stop_se``
+        (always False unless the env was built with ``stop_on_se``)."""
+        if not self.stop_on_se:
+            return jnp.zeros((), bool)
+        se = ability.estimate(history, params.curriculum).se
+        return (history.step > 0) & (se < params.stop_se)
 
     # ---- views --------------------------------------------------------------------------
     def final_scores(self, lp: LearnerParams, ls: LearnerState, params: EnvParams, t: Array) -> tuple[Array, Array]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 METRICS = ("post_test", "final_mastery", "mean_recall", "log_recall", "steps_to_mastery", "mastered", "dropped",
-           "time_spent_min", "days", "total_reward")
+           "time_spent_min", "days", "total_reward", "ability_rmse", "test_length")
 
 
 class ExperimentConfigError(ValueError):

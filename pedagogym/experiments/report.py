@@ -29,7 +29,13 @@ KEYS = ["env", "student_model", "population", "policy"]
 SIM = ["env", "student_model", "population"]
 LABELS = {"post_test": "post-test", "final_mastery": "final mastery", "mean_recall": "mean recall",
           "log_recall": "log recall", "steps_to_mastery": "items to mastery", "mastered": "mastered",
-          "dropped": "dropped out", "time_spent_min": "minutes", "days": "days", "total_reward": "return"}
+          "dropped": "dropped out", "time_spent_min": "minutes", "days": "days", "total_reward": "return",
+          "ability_rmse": "ability RMSE", "test_length": "test length"}
+# Metrics summarised from a per-episode column other than their own name, through a monotone
+# transform of the mean (and of its CI bounds): ability RMSE = sqrt(mean squared error of the
+# platform's EAP estimate). Their paired difference to the baseline is the difference of the
+# transformed means, without a CI.
+DERIVED = {"ability_rmse": ("ability_sq_error", np.sqrt)}
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
@@ -54,6 +60,8 @@ def episodes_table(out: Path, cells: list["Cell"], learners: int) -> tuple[pd.Da
             "steps_to_mastery": np.where(stm >= 0, stm, np.nan), "mastered": (stm >= 0).astype(int),
             "dropped": d["dropped"].astype(int), "steps": d["steps"], "time_spent_min": d["time_spent_min"],
             "days": d["days"], "total_reward": d["total_reward"], "valid_actions": d["valid_actions"],
+            "test_length": d["steps"], "ability_error": d["ability_error"], "ability_sq_error": d["ability_error"] ** 2,
+            "ability_se": d["ability_se"],
         }))
         curves.append(pd.DataFrame({"env": cell.env.label, "student_model": cell.model, "population": cell.population,
                                     "policy": cell.policy, "seed": cell.seed, "step": np.arange(len(d["curve_sum"])),
@@ -78,6 +86,15 @@ def summary_table(ep: pd.DataFrame, metrics: tuple[str, ...], baseline: str) -> 
         row = dict(zip(KEYS, key))
         paired = g.set_index(pair_keys)
         for m in metrics:
+            if m in DERIVED:
+                col, f = DERIVED[m]
+                mean, lo, hi, n = _mean_ci(g[col])
+                mean, lo, hi = (float(f(max(v, 0.0))) if math.isfinite(v) else math.nan for v in (mean, lo, hi))
+                row.update({f"{m}_mean": mean, f"{m}_ci_low": lo, f"{m}_ci_high": hi, f"{m}_n": n})
+                b_mean = _mean_ci(base[col].reindex(paired.index))[0] if key[3] != baseline else math.nan
+                dm = mean - float(f(max(b_mean, 0.0))) if math.isfinite(b_mean) else (0.0 if key[3] == baseline else math.nan)
+                row.update({f"{m}_diff_vs_{baseline}": dm, f"{m}_diff_ci_low": math.nan, f"{m}_diff_ci_high": math.nan})
+                continue
             mean, lo, hi, n = _mean_ci(g[m])
             row.update({f"{m}_mean": mean, f"{m}_ci_low": lo, f"{m}_ci_high": hi, f"{m}_n": n})
             diff = (paired[m] - base[m].reindex(paired.index)) if key[3] != baseline else None
@@ -102,12 +119,16 @@ def _fmt(m: float, lo: float, hi: float, pct: bool = False, digits: int = 3) -> 
 
 def summary_markdown(summary: pd.DataFrame, config: ExperimentConfig) -> str:
     b = config.baseline
-    cols = [m for m in ("post_test", "final_mastery", "mean_recall", "mastered", "steps_to_mastery", "dropped",
-                        "time_spent_min") if m in config.metrics]
+    shown = ("post_test", "final_mastery", "mean_recall", "mastered", "steps_to_mastery", "dropped",
+             "time_spent_min", "ability_rmse", "test_length")
+    all_cols = [m for m in shown if m in config.metrics]
     lines = [f"# {config.name}: policy comparison", "",
              f"{config.learners} simulated learners per cell x {len(config.seeds)} seed(s) {list(config.seeds)}; "
              f"mean [95% CI]. Δ is the paired difference to `{b}` on the same learners (common random numbers).", ""]
     for sim, g in summary.groupby(SIM, sort=False):
+        # ability RMSE only where the model has an ability (IRT); test length only beside it
+        has_ability = "ability_rmse_mean" in g and bool(np.isfinite(g["ability_rmse_mean"].astype(float)).any())
+        cols = [c for c in all_cols if has_ability or c not in ("ability_rmse", "test_length")]
         lines += [f"## {sim[0]} · model `{sim[1]}` · population `{sim[2]}`", ""]
         head = ["policy"] + [LABELS[c] for c in cols]
         if "post_test" in cols:
@@ -118,7 +139,7 @@ def summary_markdown(summary: pd.DataFrame, config: ExperimentConfig) -> str:
             cells = [f"`{r.policy}`"]
             for c in cols:
                 pct = c in ("mastered", "dropped")
-                digits = 1 if c in ("steps_to_mastery", "time_spent_min") else 3
+                digits = 1 if c in ("steps_to_mastery", "time_spent_min", "test_length") else 3
                 cells.append(_fmt(r[f"{c}_mean"], r[f"{c}_ci_low"], r[f"{c}_ci_high"], pct=pct, digits=digits))
                 if c == "post_test":
                     cells.append("—" if r.policy == b else _fmt(r[f"post_test_diff_vs_{b}"], r["post_test_diff_ci_low"],

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from pedagogym.envs import ability
 from pedagogym.envs.core import EnvParams, EnvState, PedagogyEnv
 from pedagogym.policies.base import Policy, PolicyView
 
@@ -34,6 +35,8 @@ class EpisodeResult(NamedTuple):
     total_reward: Array  # float32[N]
     mastery_curve: Array  # float32[N, T+1] mean true mastery after each step
     valid_actions: Array  # float32[N] fraction of chosen items that were unlocked
+    ability_error: Array  # float32[N] platform's EAP ability estimate at the end minus the true ability (NaN: no ability)
+    ability_se: Array  # float32[N] standard error of that estimate (posterior SD)
 
 
 def view_of(policy: Policy, env: PedagogyEnv, state: EnvState, params: EnvParams) -> PolicyView:
@@ -70,6 +73,9 @@ def _episode(env: PedagogyEnv, policy: Policy, horizon: int, params: EnvParams, 
     t_test = h.t + params.test_delay_days
     p_all = env.learner.model.p_correct_all(lp.model, ls.model, params.curriculum, t_test)
     first_t = jnp.where(h.step > 0, 0.0, 0.0)
+    est = ability.estimate(h, params.curriculum)  # the same estimator for every policy
+    true_ability = env.learner.model.ability(lp.model, ls.model, params.curriculum)
+    ability_error = est.theta - true_ability if true_ability is not None else jnp.full((), jnp.nan, jnp.float32)
     return EpisodeResult(
         final_mastery=env.true_mastery(state, params).mean(),
         post_test=env.learner.post_test(lp, ls, params.curriculum, t_test),
@@ -84,6 +90,8 @@ def _episode(env: PedagogyEnv, policy: Policy, horizon: int, params: EnvParams, 
         total_reward=total,
         mastery_curve=jnp.concatenate([m0[None], curve]),
         valid_actions=n_valid / jnp.maximum(h.step, 1),
+        ability_error=ability_error,
+        ability_se=est.se,
     )
 
 

@@ -22,7 +22,7 @@ from pedagogym.experiments.config import ExperimentConfig, EnvEntry
 from pedagogym.experiments.io import atomic_write, atomic_write_json, git_commit, versions
 from pedagogym.experiments.rollout import EpisodeResult, evaluate, learner_keys
 
-CELL_FORMAT = 1
+CELL_FORMAT = 2  # 2: ability_error, ability_se
 
 
 @dataclass(frozen=True)

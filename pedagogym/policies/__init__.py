@@ -9,6 +9,7 @@ able, per learner, with its memory in a pytree updated from the logged history a
 decision. :class:`pedagogym.policies.gym.GymPolicyRunner` runs them in the Gymnasium loop.
 """
 from pedagogym.policies.base import DesignerOrder, Policy, PolicyView, RandomPolicy, RoundRobin, masked_argmax
+from pedagogym.policies.cat import KLSelection, MaxInfo, Randomesque
 from pedagogym.policies.greedy import GreedyGain, Oracle, RecallThreshold, expected_belief_gain
 from pedagogym.policies.mastery import MasteryThreshold
 from pedagogym.policies.schedulers import SM2, FSRSScheduler, Leitner, sm2_easiness, sm2_review
@@ -18,9 +19,10 @@ from pedagogym.registry import Registry
 POLICIES: Registry[Policy] = Registry("policy")
 
 for _policy in (RandomPolicy(), DesignerOrder(), RoundRobin(), MasteryThreshold(), Leitner(), SM2(),
-                FSRSScheduler(), GreedyGain(), ZPDES(), Oracle(), RecallThreshold()):
+                FSRSScheduler(), GreedyGain(), ZPDES(), Oracle(), RecallThreshold(), MaxInfo(), KLSelection(),
+                Randomesque()):
     POLICIES.register(_policy.name, _policy)
 
 __all__ = ["POLICIES", "Policy", "PolicyView", "masked_argmax", "RandomPolicy", "DesignerOrder", "RoundRobin",
            "MasteryThreshold", "Leitner", "SM2", "FSRSScheduler", "GreedyGain", "ZPDES", "Oracle", "RecallThreshold",
-           "expected_belief_gain", "sm2_easiness", "sm2_review"]
+           "expected_belief_gain", "sm2_easiness", "sm2_review", "MaxInfo", "KLSelection", "Randomesque"]

@@ -105,6 +105,11 @@ class StudentModel:
         return f"{type(self).__name__}()"
 
     # ---- to implement -------------------------------------------------------------
+    def ability(self, params: Params, state: State, curr: CurriculumArrays) -> Array | None:
+        """float32[] the latent unidimensional ability an adaptive test estimates, for models
+        that have one (IRT); None for the others (the ``ability_rmse`` metric is then NaN)."""
+        return None
+
     def default_params(self, curr: CurriculumArrays) -> Params:
         """Population-average parameters for a curriculum (per skill arrays)."""
         raise NotImplementedError

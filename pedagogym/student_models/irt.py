@@ -90,18 +90,23 @@ class IRT(StudentModel):
                 "Cen, Koedinger & Junker (2006)")
 
     def __init__(self, n_pl: int = 2, theta0: float = -1.0, growth: float = 0.15,
-                 fail_growth: float = 0.05, guess: float = 0.2):
+                 fail_growth: float = 0.05, guess: float = 0.2, name: str | None = None):
         if n_pl not in (1, 2, 3):
             raise ValueError(f"IRT: n_pl must be 1, 2 or 3, got {n_pl!r}")
         self.n_pl = int(n_pl)
-        self.name = f"irt{self.n_pl}pl"
+        self.name = name or f"irt{self.n_pl}pl"
         self.defaults = (float(theta0), float(growth), float(fail_growth), float(guess))
 
     def _static_key(self) -> tuple:
-        return (self.n_pl, *self.defaults)
+        return (self.n_pl, *self.defaults, self.name)
 
     def __repr__(self) -> str:
-        return f"IRT(n_pl={self.n_pl})"
+        return f"IRT(n_pl={self.n_pl}, name={self.name!r})"
+
+    def ability(self, params: IRTParams, state: IRTState, curr: CurriculumArrays) -> Array:
+        """float32[] the unidimensional ability an assessment estimates: the mean of
+        ``theta`` over the skills (the ability itself for a one-skill item bank)."""
+        return jnp.mean(state.theta)
 
     # -- item parameters as this model sees them
     def _item_abc(self, params: IRTParams, curr: CurriculumArrays, item: Array) -> tuple[Array, Array, Array]:

@@ -182,4 +182,7 @@ BUILTIN_POPULATIONS: tuple[Population, ...] = (
         Subgroup("high_prior_weekly", weight=1.0, prior=(1.0, 0.6), speed=(0.4, 0.6), memory=(-0.3, 0.4),
                  persistence=(-0.5, 0.6), sessions_per_week=2.0),
     ), "four subgroups crossing prior knowledge (low/high) with schedule (daily/weekly)"),
+    Population("test_takers", (Subgroup("all", prior=(0.0, 1.0)),),
+               "adaptive testing: prior-knowledge trait ~ N(0, 1) (the ability of `irt3pl_static`), "
+               "matching the EAP prior"),
 )
