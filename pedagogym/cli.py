@@ -48,16 +48,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("results") / config.name
     n_cells = sum(len(e.models) * len(e.populations) * len(config.policies_for(e)) for e in config.envs) * len(config.seeds)
     print(f"{config.name}: {n_cells} cells x {config.learners} learners -> {out}/", file=sys.stderr)
-    manifest = run_experiment(config, out, progress=not args.quiet)
+    manifest = run_experiment(config, out, progress=not args.quiet, backend=_backend(args),
+                              chunk_learners=args.chunk_learners, save_episodes=args.save_episodes)
+    for cell_id, error in manifest["cells_failed"].items():
+        print(f"cell {cell_id} failed: {error}", file=sys.stderr)
     if not manifest["complete"]:
         print("run incomplete; rerun the same command to resume", file=sys.stderr)
         return 1
     print((out / "summary.md").read_text())
     rate = manifest["learner_episodes_per_s"]
-    print(f"wrote {out}/ (episodes.csv, summary.csv, summary.md, curves/subgroups/time_to_mastery/matrix .png, "
+    print(f"wrote {out}/ ({'episodes.csv, ' if manifest['save_episodes'] else ''}summary.csv, summary.md, "
+          f"curves/subgroups/time_to_mastery/matrix .csv/.png, "
           f"manifest.json) in {manifest['wall_time_s']:.1f} s"
           + (f"; {rate:,.0f} learner-episodes/s" if rate else "; all cells resumed"), file=sys.stderr)
     return 0
+
+
+def _backend(args: argparse.Namespace):
+    """``--backend`` / ``--address`` / ``--workers`` -> a backend object."""
+    from pedagogym.experiments.backends import LocalBackend, RayBackend
+
+    if args.backend == "local":
+        if args.address is not None or args.workers is not None or args.gpus_per_cell is not None:
+            raise ValueError("--address, --workers and --gpus-per-cell need --backend ray")
+        return LocalBackend()
+    return RayBackend(address=args.address, workers=args.workers, gpus_per_cell=args.gpus_per_cell or 0.0)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -97,6 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("config", help="experiment TOML, e.g. experiments/quickstart.toml")
     s.add_argument("--out", help="output directory (default results/<name>)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="where cells are computed: this process (default) or Ray tasks (pip install 'pedagogym[dist]')")
+    s.add_argument("--address", default=None,
+                   help="with --backend ray: join this Ray cluster ('auto' or HOST:6379); default a local Ray instance")
+    s.add_argument("--workers", type=int, default=None,
+                   help="with --backend ray: at most N cells at once (a local instance gets N CPUs)")
+    s.add_argument("--gpus-per-cell", type=float, default=None,
+                   help="with --backend ray: GPUs reserved per cell (e.g. 1 or 0.25); default 0, CPU tasks")
+    s.add_argument("--chunk-learners", type=int, default=65536,
+                   help="learners per jitted call (bounds memory; 0 = all of a cell at once)")
+    s.add_argument("--save-episodes", action=argparse.BooleanOptionalAction, default=None,
+                   help="write episodes.csv, one row per learner-episode, building the tables in memory "
+                        "(default: only for runs of at most 1M learner-episodes; otherwise tables are streamed)")
     s.set_defaults(func=_cmd_run)
 
     from pedagogym.fitting import cli as fitting_cli

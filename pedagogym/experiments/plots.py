@@ -88,18 +88,20 @@ def plot_subgroups(out: Path) -> None:
 
 
 def plot_time_to_mastery(out: Path) -> None:
-    df = pd.read_csv(out / "episodes.csv", usecols=SIM + ["policy", "steps_to_mastery", "steps"])
+    df = pd.read_csv(out / "time_to_mastery.csv")
     policies = list(dict.fromkeys(df.policy))
     color = _colors(policies)
     groups = list(df.groupby(SIM, sort=False))
     fig, axes = _grid(len(groups))
     for ax, (key, g) in zip(axes, groups):
-        horizon = int(g.steps.max())
+        horizon = int(g.steps_max.max())
         for pol, gp in g.groupby("policy", sort=False):
-            x = np.sort(gp.steps_to_mastery.dropna().to_numpy())
-            y = np.arange(1, len(x) + 1) / len(gp)
+            gp = gp[gp.steps_to_mastery >= 0].sort_values("steps_to_mastery")
+            x = gp.steps_to_mastery.to_numpy()
+            n = int(g[g.policy == pol].n.iloc[0])
+            y = np.cumsum(gp["count"].to_numpy()) / n
             ax.step(np.concatenate([[0], x, [horizon]]), np.concatenate([[0], y, [y[-1] if len(y) else 0]]),
-                    where="post", color=color[pol], label=pol)
+                    where="post", color=color[pol], label=_short(pol))
         ax.set(title=_title(key), xlabel="items presented", ylabel="fraction of learners who mastered all skills",
                ylim=(0, 1.02))
         ax.grid(alpha=0.3)

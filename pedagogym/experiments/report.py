@@ -1,11 +1,15 @@
 """Tables, statistics and plots of a finished run, rebuilt from its cell files.
 
-- ``episodes.csv``: one row per learner-episode.
+- ``episodes.csv``: one row per learner-episode (only with ``save_episodes``; the tables
+  below are then computed from it in memory, otherwise cell by cell, streaming: at most a
+  cell and its baseline cell are loaded at once, and means, 95% CIs and paired differences
+  are combined from per-cell counts, means and sums of squared deviations).
 - ``summary.csv`` / ``summary.md``: mean and 95% CI per cell and metric, and the paired
   difference to the baseline policy (same learners, common random numbers) with its CI.
 - ``curves.csv`` + ``curves.png``: mean true mastery after each item, with 95% CI bands.
 - ``subgroups.csv`` + ``subgroups.png``: post-test by population subgroup.
-- ``time_to_mastery.png``: distribution of items to mastery (ECDF).
+- ``time_to_mastery.csv`` + ``time_to_mastery.png``: distribution of items to mastery
+  (counts per number of items, -1 = never; ECDF plot).
 - ``matrix.csv`` + ``matrix.png``: the robust evaluation matrix (Doroudi et al. 2017),
   policy x simulator, mean post-test.
 Plots are drawn from the CSVs written here, never from in-memory state.
@@ -42,30 +46,45 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
     atomic_write(path, lambda p: df.to_csv(p, index=False, float_format="%.6g"))
 
 
-def episodes_table(out: Path, cells: list["Cell"], learners: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _metric_columns(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The metric columns of one cell, per learner (NaN = undefined, e.g. never mastered)."""
+    stm = d["steps_to_mastery"].astype(float)
+    return {"final_mastery": d["final_mastery"], "post_test": d["post_test"], "mean_recall": d["mean_recall"],
+            "log_recall": d["log_recall"], "steps_to_mastery": np.where(stm >= 0, stm, np.nan),
+            "mastered": (stm >= 0).astype(int), "dropped": d["dropped"].astype(int), "steps": d["steps"],
+            "time_spent_min": d["time_spent_min"], "days": d["days"], "total_reward": d["total_reward"],
+            "valid_actions": d["valid_actions"], "test_length": d["steps"], "ability_error": d["ability_error"],
+            "ability_sq_error": d["ability_error"] ** 2, "ability_se": d["ability_se"]}
+
+
+def _load(out: Path, cell: "Cell", learners: int) -> dict[str, np.ndarray]:
     from pedagogym.experiments.runner import load_cell
+
+    d = load_cell(out / "cells" / f"{cell.id}.npz", learners)
+    assert d is not None, cell.id
+    return d
+
+
+def _curve_frame(cell: "Cell", d: dict[str, np.ndarray], learners: int) -> pd.DataFrame:
+    return pd.DataFrame({"env": cell.env.label, "student_model": cell.model, "population": cell.population,
+                         "policy": cell.policy, "seed": cell.seed, "step": np.arange(len(d["curve_sum"])),
+                         "sum": d["curve_sum"], "sumsq": d["curve_sumsq"], "n": learners})
+
+
+def episodes_table(out: Path, cells: list["Cell"], learners: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     from pedagogym.experiments.config_resolve import subgroup_names
 
     frames, curves = [], []
     for cell in cells:
-        d = load_cell(out / "cells" / f"{cell.id}.npz", learners)
-        assert d is not None, cell.id
+        d = _load(out, cell, learners)
         names = subgroup_names(cell.population)
-        stm = d["steps_to_mastery"].astype(float)
+        cols = _metric_columns(d)
         frames.append(pd.DataFrame({
             "env": cell.env.label, "student_model": cell.model, "population": cell.population,
             "subgroup": [names[int(g)] for g in d["subgroup"]], "policy": cell.policy, "seed": cell.seed,
-            "learner": np.arange(learners), "final_mastery": d["final_mastery"], "post_test": d["post_test"],
-            "mean_recall": d["mean_recall"], "log_recall": d["log_recall"],
-            "steps_to_mastery": np.where(stm >= 0, stm, np.nan), "mastered": (stm >= 0).astype(int),
-            "dropped": d["dropped"].astype(int), "steps": d["steps"], "time_spent_min": d["time_spent_min"],
-            "days": d["days"], "total_reward": d["total_reward"], "valid_actions": d["valid_actions"],
-            "test_length": d["steps"], "ability_error": d["ability_error"], "ability_sq_error": d["ability_error"] ** 2,
-            "ability_se": d["ability_se"],
+            "learner": np.arange(learners), **cols,
         }))
-        curves.append(pd.DataFrame({"env": cell.env.label, "student_model": cell.model, "population": cell.population,
-                                    "policy": cell.policy, "seed": cell.seed, "step": np.arange(len(d["curve_sum"])),
-                                    "sum": d["curve_sum"], "sumsq": d["curve_sumsq"], "n": learners}))
+        curves.append(_curve_frame(cell, d, learners))
     return pd.concat(frames, ignore_index=True), pd.concat(curves, ignore_index=True)
 
 
@@ -76,6 +95,38 @@ def _mean_ci(x: pd.Series) -> tuple[float, float, float, int]:
         return (math.nan, math.nan, math.nan, 0)
     m, h = float(x.mean()), ci_halfwidth(float(x.std(ddof=1)) if n > 1 else math.nan, n)
     return (m, m - h, m + h, n)
+
+
+class Moments:
+    """Count, mean and sum of squared deviations of a stream of numbers (NaNs skipped),
+    combined chunk by chunk (Chan et al.'s parallel update): exact enough for CIs, O(1) memory."""
+
+    __slots__ = ("n", "mean", "m2")
+
+    def __init__(self) -> None:
+        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def add(self, x: np.ndarray) -> "Moments":
+        x = np.asarray(x, float)
+        x = x[~np.isnan(x)]
+        nb = len(x)
+        if nb == 0:
+            return self
+        mb = float(x.mean())
+        m2b = float(((x - mb) ** 2).sum())
+        n = self.n + nb
+        delta = mb - self.mean
+        self.mean += delta * nb / n
+        self.m2 += m2b + delta ** 2 * self.n * nb / n
+        self.n = n
+        return self
+
+    def mean_ci(self) -> tuple[float, float, float, int]:
+        if self.n == 0:
+            return (math.nan, math.nan, math.nan, 0)
+        sd = math.sqrt(max(self.m2, 0.0) / (self.n - 1)) if self.n > 1 else math.nan
+        h = ci_halfwidth(sd, self.n)
+        return (self.mean, self.mean - h, self.mean + h, self.n)
 
 
 def summary_table(ep: pd.DataFrame, metrics: tuple[str, ...], baseline: str) -> pd.DataFrame:
@@ -171,15 +222,110 @@ def matrix_table(summary: pd.DataFrame) -> pd.DataFrame:
     return s.pivot_table(index="policy", columns="simulator", values="post_test_mean", sort=False).reset_index()
 
 
-def write_report(config: ExperimentConfig, out: Path, cells: list["Cell"]) -> None:
-    ep, raw_curves = episodes_table(out, cells, config.learners)
-    _write_csv(ep, out / "episodes.csv")
-    summary = summary_table(ep, config.metrics, config.baseline)
+def streaming_tables(out: Path, cells: list["Cell"], learners: int, metrics: tuple[str, ...],
+                     baseline: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """summary, subgroups and raw curve sums, the same tables as :func:`summary_table`,
+    :func:`subgroup_table` and :func:`episodes_table` give, computed cell by cell: memory
+    holds one cell and its baseline cell (same simulator and seed, same learners)."""
+    from pedagogym.experiments.config_resolve import subgroup_names
+    from pedagogym.experiments.runner import Cell
+
+    stats: dict[tuple, dict[str, tuple[Moments, Moments]]] = {}
+    sub: dict[tuple, tuple[Moments, Moments]] = {}
+    curves = []
+    base_of: tuple = (None, None)  # (simulator and seed, baseline columns): cells come grouped by them
+    for cell in cells:
+        d = _load(out, cell, learners)
+        cols = _metric_columns(d)
+        key = (cell.env.label, cell.model, cell.population, cell.policy)
+        base = None
+        if cell.policy != baseline:
+            b = Cell(cell.env, cell.model, cell.population, baseline, cell.seed)
+            if base_of[0] != b:
+                base_of = (b, _metric_columns(_load(out, b, learners)))
+            base = base_of[1]
+        group = stats.setdefault(key, {m: (Moments(), Moments()) for m in metrics})
+        for m in metrics:
+            col = DERIVED[m][0] if m in DERIVED else m
+            group[m][0].add(cols[col])
+            if base is not None:  # derived metrics: the baseline's own mean; others: paired differences
+                group[m][1].add(base[col] if m in DERIVED else np.asarray(cols[col], float) - np.asarray(base[col], float))
+        names = subgroup_names(cell.population)
+        g = d["subgroup"]
+        present, first = np.unique(g, return_index=True)
+        for gid in present[np.argsort(first)]:
+            sel = g == gid
+            acc = sub.setdefault(key + (names[int(gid)],), (Moments(), Moments()))
+            acc[0].add(cols["post_test"][sel])
+            acc[1].add(cols["dropped"][sel])
+        curves.append(_curve_frame(cell, d, learners))
+        del d, cols, base
+    rows = []
+    for key, group in stats.items():
+        row = dict(zip(KEYS, key))
+        for m in metrics:
+            mean, lo, hi, n = group[m][0].mean_ci()
+            if m in DERIVED:  # as summary_table: a transform of the mean; the difference of transforms, no CI
+                f = DERIVED[m][1]
+                mean, lo, hi = (float(f(max(v, 0.0))) if math.isfinite(v) else math.nan for v in (mean, lo, hi))
+                b_mean = group[m][1].mean_ci()[0] if key[3] != baseline else math.nan
+                dm = mean - float(f(max(b_mean, 0.0))) if math.isfinite(b_mean) else (0.0 if key[3] == baseline else math.nan)
+                row.update({f"{m}_mean": mean, f"{m}_ci_low": lo, f"{m}_ci_high": hi, f"{m}_n": n,
+                            f"{m}_diff_vs_{baseline}": dm, f"{m}_diff_ci_low": math.nan, f"{m}_diff_ci_high": math.nan})
+                continue
+            row.update({f"{m}_mean": mean, f"{m}_ci_low": lo, f"{m}_ci_high": hi, f"{m}_n": n})
+            if key[3] != baseline:
+                dm, dlo, dhi, _ = group[m][1].mean_ci()
+                row.update({f"{m}_diff_vs_{baseline}": dm, f"{m}_diff_ci_low": dlo, f"{m}_diff_ci_high": dhi})
+            else:
+                row.update({f"{m}_diff_vs_{baseline}": 0.0, f"{m}_diff_ci_low": 0.0, f"{m}_diff_ci_high": 0.0})
+        rows.append(row)
+    sub_rows = []
+    for key, (post, dropped) in sub.items():
+        m, lo, hi, n = post.mean_ci()
+        sub_rows.append(dict(zip(KEYS + ["subgroup"], key), post_test_mean=m, ci_low=lo, ci_high=hi, n=n,
+                             dropped=float(dropped.mean)))
+    return pd.DataFrame(rows), pd.DataFrame(sub_rows), pd.concat(curves, ignore_index=True)
+
+
+def time_to_mastery_table(out: Path, cells: list["Cell"], learners: int) -> pd.DataFrame:
+    """Per simulator and policy (seeds pooled): how many learners mastered every skill after
+    each number of items (``steps_to_mastery`` -1: never), ``n`` learners, and the most items
+    any of them was presented (``steps_max``)."""
+    counts: dict[tuple, np.ndarray] = {}
+    steps_max: dict[tuple, int] = {}
+    for cell in cells:
+        d = _load(out, cell, learners)
+        key = (cell.env.label, cell.model, cell.population, cell.policy)
+        c = np.bincount(d["steps_to_mastery"].astype(np.int64) + 1)  # index 0 = never (-1)
+        old = counts.get(key, np.zeros(0, np.int64))
+        size = max(len(old), len(c))
+        counts[key] = np.pad(old, (0, size - len(old))) + np.pad(c, (0, size - len(c)))
+        steps_max[key] = max(steps_max.get(key, 0), int(d["steps"].max()))
+    rows = []
+    for key, c in counts.items():
+        for k in np.flatnonzero(c):
+            rows.append(dict(zip(KEYS, key), steps_to_mastery=int(k) - 1, count=int(c[k]), n=int(c.sum()),
+                             steps_max=steps_max[key]))
+    return pd.DataFrame(rows)
+
+
+def write_report(config: ExperimentConfig, out: Path, cells: list["Cell"], save_episodes: bool = True) -> None:
+    if save_episodes:
+        ep, raw_curves = episodes_table(out, cells, config.learners)
+        _write_csv(ep, out / "episodes.csv")
+        summary = summary_table(ep, config.metrics, config.baseline)
+        subgroups = subgroup_table(ep)
+        del ep
+    else:
+        (out / "episodes.csv").unlink(missing_ok=True)  # a stale one would not match these tables
+        summary, subgroups, raw_curves = streaming_tables(out, cells, config.learners, config.metrics, config.baseline)
     _write_csv(summary, out / "summary.csv")
     atomic_write_text(out / "summary.md", summary_markdown(summary, config))
     _write_csv(curves_table(raw_curves), out / "curves.csv")
-    _write_csv(subgroup_table(ep), out / "subgroups.csv")
+    _write_csv(subgroups, out / "subgroups.csv")
     _write_csv(matrix_table(summary), out / "matrix.csv")
+    _write_csv(time_to_mastery_table(out, cells, config.learners), out / "time_to_mastery.csv")
     from pedagogym.experiments.plots import plot_all
 
     plot_all(out)

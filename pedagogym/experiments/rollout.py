@@ -4,15 +4,23 @@ in one jitted ``lax.scan`` over steps and ``vmap`` over learners.
 Common random numbers: learner ``n`` of a cell is drawn from ``fold_in(key, n)`` and its
 step noise from a stream that does not depend on the policy, so every policy meets the
 same learners with the same luck; comparisons between policies are paired.
+
+Many devices: :func:`evaluate` splits the learner axis over every visible device (a 1-D
+``Mesh`` named ``"learners"`` and ``jax.shard_map``; each device runs the single-device
+program on its block of learners), so results are the same for the same keys whatever the
+device count. On a CPU-only machine, ``XLA_FLAGS=--xla_force_host_platform_device_count=K``
+(set before JAX is imported) makes K CPU devices.
 """
 from __future__ import annotations
 
-from functools import partial
+from functools import lru_cache, partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from pedagogym.envs import ability
 from pedagogym.envs.core import EnvParams, EnvState, PedagogyEnv
@@ -95,7 +103,50 @@ def _episode(env: PedagogyEnv, policy: Policy, horizon: int, params: EnvParams, 
     )
 
 
-@partial(jax.jit, static_argnums=(0, 1, 2))
-def evaluate(env: PedagogyEnv, policy: Policy, horizon: int, params: EnvParams, keys: Array) -> EpisodeResult:
-    """Run one episode per key (learner); ``keys``: uint32[N, 2]. Deterministic in the keys."""
+def _evaluate_body(env: PedagogyEnv, policy: Policy, horizon: int, params: EnvParams, keys: Array) -> EpisodeResult:
     return jax.vmap(lambda k: _episode(env, policy, horizon, params, k))(keys)
+
+
+_evaluate_one_device = partial(jax.jit, static_argnums=(0, 1, 2))(_evaluate_body)
+
+LEARNER_AXIS = "learners"
+
+
+def learner_mesh(devices=None) -> Mesh:
+    """A 1-D mesh over ``devices`` (default: every visible device) whose axis is the learners."""
+    devs = tuple(jax.devices() if devices is None else devices)
+    return Mesh(np.asarray(devs, dtype=object), (LEARNER_AXIS,))
+
+
+@lru_cache(maxsize=64)
+def _evaluate_sharded(env: PedagogyEnv, policy: Policy, horizon: int, mesh: Mesh):
+    body = partial(_evaluate_body, env, policy, horizon)
+    # params replicated, keys and every output split by learner; check_vma off: the scan's
+    # carry starts replicated (zeros) and becomes per-learner, which is what we want.
+    return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec(LEARNER_AXIS)),
+                                 out_specs=PartitionSpec(LEARNER_AXIS), check_vma=False))
+
+
+def evaluate(env: PedagogyEnv, policy: Policy, horizon: int, params: EnvParams, keys: Array,
+             devices=None) -> EpisodeResult:
+    """Run one episode per key (learner); ``keys``: uint32[N, 2]. Deterministic in the keys.
+
+    The learners are split over ``devices`` (default: all visible devices; N is padded up to
+    a multiple of their number and the padding dropped). One device, or a call inside a
+    trace (``keys`` a tracer), runs the plain jitted ``vmap``. Each learner's numbers do not
+    depend on the device count."""
+    devs = tuple(jax.devices() if devices is None else devices)
+    if len(devs) == 1 or isinstance(keys, jax.core.Tracer):
+        if devices is not None and not isinstance(keys, jax.core.Tracer):
+            keys = jax.device_put(keys, devs[0])
+        return _evaluate_one_device(env, policy, horizon, params, keys)
+    mesh = learner_mesh(devs)
+    keys = np.asarray(keys)
+    n = keys.shape[0]
+    pad = (-n) % len(devs)
+    if pad:  # repeat the last learner; its copies are dropped below
+        keys = np.concatenate([keys, np.repeat(keys[-1:], pad, axis=0)])
+    keys = jax.device_put(keys, NamedSharding(mesh, PartitionSpec(LEARNER_AXIS)))
+    params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
+    out = _evaluate_sharded(env, policy, horizon, mesh)(params, keys)
+    return jax.tree.map(lambda x: x[:n], out) if pad else out
