@@ -18,6 +18,14 @@ class ConstraintError(ValueError):
     """Constraints that name unknown items or leave no item to recommend."""
 
 
+class DailyCapReached(ConstraintError):
+    """The learner's time on task today has reached the teacher's daily cap (HTTP 409)."""
+
+
+CONSTRAINT_KEYS = ("only", "exclude", "pin", "forbid_skills", "review_skills", "daily_minutes")
+SECONDS_PER_DAY = 86400.0
+
+
 def make_session(model_bytes: bytes, threads: int = 1) -> ort.InferenceSession:
     """A CPU session tuned for single decisions: one thread, sequential, full graph optimisation."""
     opts = ort.SessionOptions()
@@ -95,28 +103,74 @@ class Recommender:
         h = self.state(self.parse(events, learner_id), now)
         return featurize(self.spec, h), action_mask(self.spec, h)
 
-    def constrain(self, mask: np.ndarray, constraints: Mapping[str, Any] | None) -> np.ndarray:
-        """Restrict the mask: ``{"only": [item ids]}`` and / or ``{"exclude": [item ids]}``."""
+    def constrain(self, mask: np.ndarray, constraints: Mapping[str, Any] | None,
+                  events: Sequence[Event] = (), now_s: float | None = None) -> np.ndarray:
+        """Restrict the mask with a teacher's constraints (the simulator's
+        :mod:`pedagogym.envs.constraints`, for an event log):
+
+        ``only`` / ``exclude``: lists of item ids to keep / drop; ``pin``: the item id to present
+        next; ``forbid_skills``: skill ids none of whose items may be presented;
+        ``review_skills``: skill ids, present only items exercising one of them;
+        ``daily_minutes``: cap on the time on task (sum of ``response_time``) of events that
+        started on the UTC calendar day of the decision time ``now_s`` (default: the end of
+        the last event). Unknown ids or keys, and a set that leaves no unlocked item, raise
+        :class:`ConstraintError`; a reached cap raises :class:`DailyCapReached`.
+        """
         if not constraints:
             return mask
         if not isinstance(constraints, Mapping):
-            raise ConstraintError(f"constraints: expected an object with 'only' and/or 'exclude', got {type(constraints).__name__}")
-        unknown_keys = sorted(set(constraints) - {"only", "exclude"})
+            raise ConstraintError(f"constraints: expected an object with keys among {list(CONSTRAINT_KEYS)}, "
+                                  f"got {type(constraints).__name__}")
+        unknown_keys = sorted(set(constraints) - set(CONSTRAINT_KEYS))
         if unknown_keys:
-            raise ConstraintError(f"constraints: unknown key(s) {unknown_keys}; allowed: 'only', 'exclude'")
+            raise ConstraintError(f"constraints: unknown key(s) {unknown_keys}; allowed: "
+                                  + ", ".join(f"'{k}'" for k in CONSTRAINT_KEYS))
+        spec = self.spec
+
+        def ids_of(key: str, known: Mapping[str, int], what: str) -> list[int]:
+            ids = constraints[key]
+            if isinstance(ids, str) or not isinstance(ids, Sequence) or not all(isinstance(i, str) for i in ids):
+                raise ConstraintError(f"constraints.{key}: expected a list of {what} ids")
+            bad = [i for i in ids if i not in known]
+            if bad:
+                raise ConstraintError(f"constraints.{key}: unknown {what}(s) {bad}")
+            return [known[i] for i in ids]
+
+        skill_index = {sid: k for k, sid in enumerate(spec.skill_ids)}
+        q = spec.q > 0
         out = mask.copy()
         for key in ("only", "exclude"):
-            ids = constraints.get(key)
-            if ids is None:
-                continue
-            if isinstance(ids, str) or not isinstance(ids, Sequence) or not all(isinstance(i, str) for i in ids):
-                raise ConstraintError(f"constraints.{key}: expected a list of item ids")
-            bad = [i for i in ids if i not in self.item_index]
-            if bad:
-                raise ConstraintError(f"constraints.{key}: unknown item(s) {bad}")
-            sel = np.zeros_like(mask)
-            sel[[self.item_index[i] for i in ids]] = True
-            out &= sel if key == "only" else ~sel
+            if constraints.get(key) is not None:
+                sel = np.zeros_like(mask)
+                sel[ids_of(key, self.item_index, "item")] = True
+                out &= sel if key == "only" else ~sel
+        if constraints.get("forbid_skills") is not None:
+            out &= ~q[:, ids_of("forbid_skills", skill_index, "skill")].any(axis=1)
+        if constraints.get("review_skills"):
+            out &= q[:, ids_of("review_skills", skill_index, "skill")].any(axis=1)
+        if constraints.get("pin") is not None:
+            pin = constraints["pin"]
+            if not isinstance(pin, str):
+                raise ConstraintError(f"constraints.pin: expected an item id, got {pin!r}")
+            if pin not in self.item_index:
+                raise ConstraintError(f"constraints.pin: unknown item {pin!r}")
+            if not out[self.item_index[pin]]:
+                raise ConstraintError(f"constraints.pin: item {pin!r} cannot be presented now (locked by its "
+                                      "prerequisites or excluded by another constraint)")
+            out = np.zeros_like(mask)
+            out[self.item_index[pin]] = True
+        cap = constraints.get("daily_minutes")
+        if cap is not None:
+            if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not cap > 0 or not np.isfinite(cap):
+                raise ConstraintError(f"constraints.daily_minutes: expected a positive number of minutes, got {cap!r}")
+            if now_s is None:
+                now_s = events[-1].timestamp + events[-1].response_time if events else None
+            if now_s is not None:
+                day_start = np.floor(now_s / SECONDS_PER_DAY) * SECONDS_PER_DAY
+                spent = sum(e.response_time for e in events if day_start <= e.timestamp <= now_s)
+                if spent >= 60.0 * cap:
+                    raise DailyCapReached(f"constraints.daily_minutes: the daily cap of {cap:g} min is reached "
+                                          f"({spent / 60.0:.1f} min on task today, UTC); next item tomorrow")
         if not out.any():
             raise ConstraintError("constraints: no unlocked item is left to recommend")
         return out
@@ -136,7 +190,8 @@ class Recommender:
             lid = next((e.get("learner_id") for e in events if isinstance(e, Mapping) and e.get("learner_id")), None)
         h = self.state(evs, now)
         obs = featurize(self.spec, h)
-        mask = self.constrain(action_mask(self.spec, h), constraints)
+        now_s = None if now is None else parse_timestamp(now, "now")
+        mask = self.constrain(action_mask(self.spec, h), constraints, evs, now_s)
         scores, action = self.decide(obs, mask)
         out = {
             "learner_id": lid,

@@ -9,7 +9,10 @@
 
 Bad input never takes the service down: wrong field types, missing fields, unknown item ids,
 times going backwards, impossible constraints -> HTTP 422 with ``{"detail": "<message>"}``
-(schema errors also list every problem under ``errors``).
+(schema errors also list every problem under ``errors``); a teacher's daily time cap reached
+-> HTTP 409 with the same shape. Constraints: ``only``, ``exclude`` (item ids), ``pin`` (item
+id), ``forbid_skills``, ``review_skills`` (skill ids), ``daily_minutes``
+(:meth:`pedagogym.deploy.recommender.Recommender.constrain`).
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
 
 from pedagogym.deploy.events import EventError
-from pedagogym.deploy.recommender import ConstraintError, Recommender
+from pedagogym.deploy.recommender import ConstraintError, DailyCapReached, Recommender
 
 def _number(v: Any) -> float | int:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -60,6 +63,10 @@ class ConstraintsIn(BaseModel):
 
     only: list[StrictStr] | None = None
     exclude: list[StrictStr] | None = None
+    pin: StrictStr | None = Field(default=None, description="item id to present next")
+    forbid_skills: list[StrictStr] | None = None
+    review_skills: list[StrictStr] | None = None
+    daily_minutes: Number | None = Field(default=None, gt=0, description="cap on time on task per UTC day")
 
 
 class RecommendIn(BaseModel):
@@ -107,7 +114,7 @@ def create_app(recommender: Recommender) -> FastAPI:
     @app.exception_handler(EventError)
     @app.exception_handler(ConstraintError)
     async def _semantic(request: Request, exc: ValueError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
+        return JSONResponse(status_code=409 if isinstance(exc, DailyCapReached) else 422, content={"detail": str(exc)})
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from pedagogym.curriculum.spec import Curriculum
+from pedagogym.envs.constraints import Constraints
 from pedagogym.envs.core import EnvParams, PedagogyEnv
 from pedagogym.envs.observations import ObserverParams
 from pedagogym.student_models.learner import Learner
@@ -206,6 +207,7 @@ def build(config: EnvConfig) -> BuiltEnv:
         terminate_on_mastery=jnp.asarray(config.terminate_on_mastery, bool),
         model_params=model_params,
         stop_se=f32(config.stop_se),
+        constraints=Constraints.none(curriculum.n_items, curriculum.n_skills),
     )
     return BuiltEnv(env=env, params=params, config=config, curriculum=curriculum, population=population)
 

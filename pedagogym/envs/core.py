@@ -26,6 +26,7 @@ from jax import Array
 
 from pedagogym.curriculum.spec import CurriculumArrays
 from pedagogym.envs import ability
+from pedagogym.envs.constraints import allowed_items
 from pedagogym.envs.observations import Featurizer, History, ObserverParams, PlatformFeatures
 from pedagogym.envs.rewards import Outcome, PostTest, Reward
 from pedagogym.student_models.learner import PREREQUISITES, Learner, LearnerParams, LearnerState
@@ -56,6 +57,8 @@ class EnvParams(NamedTuple):
                        platform's EAP ability estimate (:mod:`pedagogym.envs.ability`) has a
                        standard error below this (read only by envs built with ``stop_on_se``;
                        ``horizon`` is the maximum test length)
+    constraints:       a teacher's constraints (pin, forbidden items / skills, review skills,
+                       daily time cap), :mod:`pedagogym.envs.constraints`; ``build`` sets none
     """
 
     curriculum: CurriculumArrays
@@ -72,12 +75,14 @@ class EnvParams(NamedTuple):
     terminate_on_mastery: Array = True
     model_params: Any = None  # None = the model's defaults
     stop_se: Any = 0.0
+    constraints: Any = None  # teacher constraints (:class:`pedagogym.envs.constraints.Constraints`); None = none
 
 
 class EnvState(NamedTuple):
     """learner: the sampled learner's parameters (hidden); student: its latent state (hidden);
     history: what a platform logs; dropped / done: bool[]; mastered_at: int32[] step at which
-    every skill was first mastered (-1 = not yet); key: the learner's own stream of randomness."""
+    every skill was first mastered (-1 = not yet); day / day_time_s: the day of the last item
+    and the time on task that day (the daily cap of the teacher constraints)."""
 
     learner: LearnerParams
     student: LearnerState
@@ -85,6 +90,8 @@ class EnvState(NamedTuple):
     dropped: Array
     done: Array
     mastered_at: Array
+    day: Array = 0  # int32[] the simulator day (floor of the clock) of the last presented item
+    day_time_s: Array = 0.0  # float32[] seconds on task during that day (for the daily time cap)
 
 
 def _select(pred: Array, a: Any, b: Any) -> Any:
@@ -121,7 +128,8 @@ class PedagogyEnv:
         ls = self.learner.init(k_init, lp, curr)
         state = EnvState(learner=lp, student=ls, history=History.initial(curr, params.observer),
                          dropped=jnp.zeros((), bool), done=jnp.zeros((), bool),
-                         mastered_at=jnp.full((), -1, jnp.int32))
+                         mastered_at=jnp.full((), -1, jnp.int32), day=jnp.zeros((), jnp.int32),
+                         day_time_s=jnp.zeros((), jnp.float32))
         return self.observation(state, params), state
 
     def step(self, key: Array, state: EnvState, action: Array, params: EnvParams
@@ -137,11 +145,15 @@ class PedagogyEnv:
         recorded = h.record(curr, params.observer, item, att.correct, att.observed, rt, h.t)
         history = _select(valid, recorded, h._replace(step=h.step + 1))
 
-        # clock: the item's time, then a break if the session is over
+        # clock: the item's time, then a break if the session is over (or the day's time cap is reached)
         t = h.t + rt / SECONDS_PER_DAY
-        session_over = (t - h.session_start) * SECONDS_PER_DAY >= params.session_s
+        today = jnp.floor(h.t).astype(jnp.int32)
+        day_time = jnp.where(today == state.day, state.day_time_s, 0.0) + rt
+        capped = day_time >= self._daily_cap(params)
+        session_over = ((t - h.session_start) * SECONDS_PER_DAY >= params.session_s) | capped
         gap = 7.0 / lp.traits.sessions_per_week * jax.random.uniform(k_gap, minval=0.75, maxval=1.25)
         next_start = jnp.maximum(h.session_start + gap, t)
+        next_start = jnp.where(capped, jnp.maximum(next_start, (today + 1).astype(jnp.float32)), next_start)
         history = history._replace(
             t=jnp.where(session_over, next_start, t),
             session_start=jnp.where(session_over, next_start, h.session_start),
@@ -168,6 +180,7 @@ class PedagogyEnv:
         new_state = EnvState(
             learner=lp, student=student, history=history, dropped=dropped, done=done,
             mastered_at=jnp.where((state.mastered_at < 0) & all_mastered, history.step, state.mastered_at),
+            day=today, day_time_s=day_time.astype(jnp.float32),
         )
         # a finished episode stays finished: no-op, zero reward
         new_state = _select(state.done, state, new_state)
@@ -205,13 +218,24 @@ class PedagogyEnv:
         return score, jnp.mean(jnp.log(jnp.clip(p, 1e-6, 1.0)))
 
     def action_mask(self, state: EnvState, params: EnvParams) -> Array:
-        """bool[I]: items available whose skills' prerequisites all have observable belief
-        >= ``unlock_threshold``. Never all False: falls back to every available item."""
+        """bool[I]: items available, allowed by the teacher constraints (``params.constraints``)
+        and whose skills' prerequisites all have observable belief >= ``unlock_threshold``.
+        Never all False: falls back to the available allowed items (ignoring locks), then to
+        every available item (:func:`~pedagogym.envs.constraints.build_constraints` refuses
+        constraint sets that allow no available item)."""
         curr = params.curriculum
         met = PREREQUISITES.met(curr, state.history.belief, params.unlock_threshold)
         unlocked = jnp.all((curr.q_matrix <= 0) | met[None, :], axis=1)
-        mask = params.item_available & unlocked
-        return jnp.where(jnp.any(mask), mask, params.item_available)
+        available = params.item_available
+        if params.constraints is not None:
+            allowed = available & allowed_items(params.constraints, curr)
+            available = jnp.where(jnp.any(allowed), allowed, available)
+        mask = available & unlocked
+        return jnp.where(jnp.any(mask), mask, available)
+
+    @staticmethod
+    def _daily_cap(params: EnvParams) -> Array:
+        return jnp.inf if params.constraints is None else params.constraints.daily_cap_s
 
     def observation(self, state: EnvState, params: EnvParams) -> Array:
         obs = self.featurizer(state.history, params.curriculum, params.horizon.astype(jnp.float32), params.session_s)
