@@ -41,6 +41,8 @@ def same(a, b, field) -> bool:
         return a.shape == b.shape and np.allclose(a, b, rtol=1e-6, atol=0, equal_nan=True)
     return a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
 
+
+SHARDED_SCRIPT = textwrap.dedent("""
     import json, sys
     import jax
     from pedagogym.experiments import experiment_from_dict, rollout, run_experiment
