@@ -16,6 +16,7 @@ the moment it arrives, so a cell is either complete on disk or absent.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,15 @@ def _run_cell(job: CellJob, cell: "Cell") -> dict[str, np.ndarray]:
     return job(cell)
 
 
+def _describe(exc: BaseException) -> str:
+    """One line for the manifest: the task's own exception where it raised one (Ray wraps it
+    in a ``RayTaskError`` whose text is a remote traceback), else Ray's error."""
+    cause = getattr(exc, "cause", None)
+    err = cause if isinstance(cause, BaseException) else exc
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
 @dataclass(frozen=True)
 class RayBackend:
     """Every cell a Ray task (``pip install 'pedagogym[dist]'``).
@@ -101,10 +111,14 @@ class RayBackend:
             raise ValueError("--backend ray needs Ray: pip install 'pedagogym[dist]' (ray>=2.9)") from None
         if ray.is_initialized():
             return False
-        if self.address is None:
-            ray.init(num_cpus=self.workers, include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(address=self.address, log_to_driver=False)
+        with warnings.catch_warnings():
+            # JAX warns on every fork; Ray's fork is followed by exec (its raylet and workers
+            # are new processes), so JAX's threads are never copied.
+            warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+            if self.address is None:
+                ray.init(num_cpus=self.workers, include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(address=self.address, log_to_driver=False)
         return True
 
     def map_cells(self, job: CellJob, cells: list["Cell"]) -> Iterator[CellResult]:
@@ -132,7 +146,7 @@ class RayBackend:
                 try:
                     arrays = ray.get(ref)
                 except ray.exceptions.RayError as exc:  # the task raised, or its worker/node died
-                    yield cell, None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+                    yield cell, None, _describe(exc)
                 else:
                     yield cell, arrays, None
                 del ref

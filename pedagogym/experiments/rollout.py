@@ -7,9 +7,10 @@ same learners with the same luck; comparisons between policies are paired.
 
 Many devices: :func:`evaluate` splits the learner axis over every visible device (a 1-D
 ``Mesh`` named ``"learners"`` and ``jax.shard_map``; each device runs the single-device
-program on its block of learners), so results are the same for the same keys whatever the
-device count. On a CPU-only machine, ``XLA_FLAGS=--xla_force_host_platform_device_count=K``
-(set before JAX is imported) makes K CPU devices.
+program on its block of learners), so the learners, their items and outcomes are the same
+for the same keys whatever the device count (floats up to the last bits). On a CPU-only
+machine, ``XLA_FLAGS=--xla_force_host_platform_device_count=K`` (set before JAX is
+imported) makes K CPU devices.
 """
 from __future__ import annotations
 
@@ -133,8 +134,8 @@ def evaluate(env: PedagogyEnv, policy: Policy, horizon: int, params: EnvParams, 
 
     The learners are split over ``devices`` (default: all visible devices; N is padded up to
     a multiple of their number and the padding dropped). One device, or a call inside a
-    trace (``keys`` a tracer), runs the plain jitted ``vmap``. Each learner's numbers do not
-    depend on the device count."""
+    trace (``keys`` a tracer), runs the plain jitted ``vmap``. Each learner's episode does not
+    depend on the device count (floats up to the last bits)."""
     devs = tuple(jax.devices() if devices is None else devices)
     if len(devs) == 1 or isinstance(keys, jax.core.Tracer):
         if devices is not None and not isinstance(keys, jax.core.Tracer):

@@ -84,8 +84,9 @@ def _build(cell: Cell):
 def compute_cell(cell: Cell, learners: int, chunk_learners: int | None = DEFAULT_CHUNK) -> dict[str, np.ndarray]:
     """Evaluate one cell, ``chunk_learners`` learners per jitted call (None or 0: all at
     once) -> the cell file's arrays: every per-learner field of :class:`EpisodeResult` except
-    the curve, which is kept as its sum and sum of squares over learners. The learners and
-    their numbers do not depend on the chunk size (only the curve sums' rounding does)."""
+    the curve, which is kept as its sum and sum of squares over learners. The learners, their
+    items and outcomes do not depend on the chunk size; float results may differ in the last
+    bits (XLA may vectorise a reduction differently for another batch size)."""
     built = _build(cell)
     policy = _policy(cell.policy, built)
     horizon = built.config.horizon
