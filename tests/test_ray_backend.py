@@ -25,6 +25,11 @@ GRID = {
 TABLES = ["episodes.csv", "summary.csv", "summary.md", "curves.csv", "subgroups.csv", "matrix.csv",
           "time_to_mastery.csv"]
 
+# ray.init starts its processes with fork + exec (subprocess with a preexec_fn); once JAX has
+# run in this process (earlier tests), JAX's at-fork hook warns about forking a multithreaded
+# process. The child execs at once, so nothing can deadlock: ignore exactly that warning.
+pytestmark = pytest.mark.filterwarnings(r"ignore:os\.fork\(\) was called:RuntimeWarning")
+
 # The job below is defined in this test module, which Ray workers cannot import: ship it by value.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
