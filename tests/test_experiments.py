@@ -193,3 +193,29 @@ def _to_toml(data: dict) -> str:
         lines.append("[[envs]]")
         lines += [f"{k} = {val(v)}" for k, v in e.items()]
     return "\n".join(lines) + "\n"
+
+
+def test_summary_without_post_test_ranks_and_diffs_by_the_first_metric():
+    """A memory-model study reports recall only: rows sorted by it, its paired Δ shown, and the
+    evaluation matrix is of that metric."""
+    from pedagogym.experiments.report import matrix_table, summary_markdown
+
+    ep = pd.DataFrame({
+        "env": "cards", "student_model": "efc", "population": "p", "seed": 0,
+        "learner": list(range(4)) * 3, "policy": ["random"] * 4 + ["leitner"] * 4 + ["sm2"] * 4,
+        "mean_recall": [0.5, 0.6, 0.7, 0.8, 0.6, 0.7, 0.8, 0.9, 0.4, 0.5, 0.6, 0.7],
+        "log_recall": [-0.7, -0.5, -0.4, -0.2, -0.5, -0.4, -0.2, -0.1, -0.9, -0.7, -0.5, -0.4],
+    })
+    config = experiment_from_dict({
+        "name": "cards", "learners": 4, "seeds": [0], "metrics": ["mean_recall", "log_recall"],
+        "policies": ["random", "leitner", "sm2"],
+        "envs": [{"id": "pedagogym/FlashcardsEFC-v0", "label": "cards", "models": ["efc"],
+                  "settings": {"n_items": 5, "horizon": 10}}]})
+    summary = summary_table(ep, config.metrics, "random")
+    md = summary_markdown(summary, config)
+    rows = [line for line in md.splitlines() if line.startswith("| `")]
+    assert [r.split("`")[1] for r in rows] == ["leitner", "random", "sm2"]
+    assert "Δ mean recall vs random" in md and "log recall" in md
+    assert "0.100 [0.100, 0.100]" in rows[0]  # leitner - random, paired: +0.1 for every learner
+    m = matrix_table(summary, "mean_recall").set_index("policy")
+    assert (m["metric"] == "mean_recall").all() and m.loc["sm2", "cards/efc/p"] == pytest.approx(0.55)

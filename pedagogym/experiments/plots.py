@@ -61,7 +61,7 @@ def plot_curves(out: Path) -> None:
         ax.set(title=_title(key), xlabel="items presented", ylabel="mean true mastery", ylim=(0, 1.02))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8, loc="lower right")
-    fig.suptitle("Mastery (skill models) / recall (memory models) over the episode, 95% CI bands", fontsize=11)
+    fig.suptitle("Mastery (skill models) / recall (memory models)\nover the episode, 95% CI bands", fontsize=11)
     _save(fig, out / "curves.png")
 
 
@@ -111,7 +111,9 @@ def plot_time_to_mastery(out: Path) -> None:
 
 
 def plot_matrix(out: Path) -> None:
-    df = pd.read_csv(out / "matrix.csv").set_index("policy")
+    df = pd.read_csv(out / "matrix.csv")
+    metric = str(df.pop("metric").iloc[0]) if "metric" in df else "post_test"
+    df = df.set_index("policy")
     fig, ax = plt.subplots(figsize=(2.0 + 1.6 * df.shape[1], 1.2 + 0.45 * df.shape[0]))
     im = ax.imshow(df.to_numpy(), cmap="viridis", aspect="auto")
     ax.set_xticks(range(df.shape[1]), [c.replace("/", "\n") for c in df.columns], fontsize=8)
@@ -123,7 +125,8 @@ def plot_matrix(out: Path) -> None:
             if np.isfinite(vals[i, j]):
                 ax.text(j, i, f"{vals[i, j]:.3f}", ha="center", va="center", fontsize=8,
                         color="black" if vals[i, j] > mid else "white")
-    fig.colorbar(im, ax=ax, label="mean post-test")
+    label = metric.replace("_", " ")
+    fig.colorbar(im, ax=ax, label=label if label.startswith("mean") else f"mean {label}")
     ax.set_title("Robust evaluation matrix: policy x simulator")
     _save(fig, out / "matrix.png")
 

@@ -170,9 +170,10 @@ def _fmt(m: float, lo: float, hi: float, pct: bool = False, digits: int = 3) -> 
 
 def summary_markdown(summary: pd.DataFrame, config: ExperimentConfig) -> str:
     b = config.baseline
-    shown = ("post_test", "final_mastery", "mean_recall", "mastered", "steps_to_mastery", "dropped",
+    shown = ("post_test", "final_mastery", "mean_recall", "log_recall", "mastered", "steps_to_mastery", "dropped",
              "time_spent_min", "ability_rmse", "test_length")
     all_cols = [m for m in shown if m in config.metrics]
+    primary = matrix_metric(config.metrics)  # rows sorted by it; its paired Δ is shown
     lines = [f"# {config.name}: policy comparison", "",
              f"{config.learners} simulated learners per cell x {len(config.seeds)} seed(s) {list(config.seeds)}; "
              f"mean [95% CI]. Δ is the paired difference to `{b}` on the same learners (common random numbers).", ""]
@@ -182,19 +183,20 @@ def summary_markdown(summary: pd.DataFrame, config: ExperimentConfig) -> str:
         cols = [c for c in all_cols if has_ability or c not in ("ability_rmse", "test_length")]
         lines += [f"## {sim[0]} · model `{sim[1]}` · population `{sim[2]}`", ""]
         head = ["policy"] + [LABELS[c] for c in cols]
-        if "post_test" in cols:
-            head.insert(2, f"Δ post-test vs {b}")
+        if primary in cols:
+            head.insert(cols.index(primary) + 2, f"Δ {LABELS[primary]} vs {b}")
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        g = g.sort_values("post_test_mean" if "post_test" in cols else KEYS[3], ascending=False)
+        lower_better = primary in ("steps_to_mastery", "dropped", "time_spent_min", "ability_rmse", "test_length")
+        g = g.sort_values(f"{primary}_mean" if primary in cols else KEYS[3], ascending=lower_better)
         for _, r in g.iterrows():
             cells = [f"`{r.policy}`"]
             for c in cols:
                 pct = c in ("mastered", "dropped")
                 digits = 1 if c in ("steps_to_mastery", "time_spent_min", "test_length") else 3
                 cells.append(_fmt(r[f"{c}_mean"], r[f"{c}_ci_low"], r[f"{c}_ci_high"], pct=pct, digits=digits))
-                if c == "post_test":
-                    cells.append("—" if r.policy == b else _fmt(r[f"post_test_diff_vs_{b}"], r["post_test_diff_ci_low"],
-                                                                    r["post_test_diff_ci_high"]))
+                if c == primary:
+                    cells.append("—" if r.policy == b else _fmt(r[f"{c}_diff_vs_{b}"], r[f"{c}_diff_ci_low"],
+                                                                    r[f"{c}_diff_ci_high"], pct=pct, digits=digits))
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -217,9 +219,17 @@ def subgroup_table(ep: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def matrix_table(summary: pd.DataFrame) -> pd.DataFrame:
+def matrix_metric(metrics) -> str:
+    """The metric of the robust evaluation matrix: post-test if the run reports it, else its first metric."""
+    return "post_test" if "post_test" in metrics else metrics[0]
+
+
+def matrix_table(summary: pd.DataFrame, metric: str = "post_test") -> pd.DataFrame:
+    """policy x simulator table of the mean of ``metric`` (columns: policy, metric, one per simulator)."""
     s = summary.assign(simulator=summary.env + "/" + summary.student_model + "/" + summary.population)
-    return s.pivot_table(index="policy", columns="simulator", values="post_test_mean", sort=False).reset_index()
+    m = s.pivot_table(index="policy", columns="simulator", values=f"{metric}_mean", sort=False).reset_index()
+    m.insert(1, "metric", metric)
+    return m
 
 
 def streaming_tables(out: Path, cells: list["Cell"], learners: int, metrics: tuple[str, ...],
@@ -324,7 +334,7 @@ def write_report(config: ExperimentConfig, out: Path, cells: list["Cell"], save_
     atomic_write_text(out / "summary.md", summary_markdown(summary, config))
     _write_csv(curves_table(raw_curves), out / "curves.csv")
     _write_csv(subgroups, out / "subgroups.csv")
-    _write_csv(matrix_table(summary), out / "matrix.csv")
+    _write_csv(matrix_table(summary, matrix_metric(config.metrics)), out / "matrix.csv")
     _write_csv(time_to_mastery_table(out, cells, config.learners), out / "time_to_mastery.csv")
     from pedagogym.experiments.plots import plot_all
 
