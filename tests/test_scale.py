@@ -50,6 +50,24 @@ SHARDED_SCRIPT = textwrap.dedent("""
     assert jax.device_count() == 4, jax.devices()
     run_experiment(experiment_from_dict(json.loads(sys.argv[1])), sys.argv[2], progress=False)
     assert rollout._evaluate_sharded.cache_info().currsize == 2  # both policies ran the sharded program
+
+    # PPO: 3 agents (padded to 4) split over the devices train exactly as on one device
+    import numpy as np
+    from pedagogym.agents import train_config_from_dict
+    from pedagogym.agents.ppo import AgentBatch, PPOTrainer
+    cfg = train_config_from_dict({"name": "shard", "algo": "jax_ppo", "seeds": [0, 1, 2], "total_timesteps": 128,
+                                  "num_envs": 8, "num_steps": 8, "hidden": [8], "eval_learners": 8,
+                                  "env": {"id": "pedagogym/PrereqBKT-v0", "curriculum": "tiny", "horizon": 10}})
+    out = {}
+    for name, devices in (("one", jax.devices()[:1]), ("four", None)):
+        batch = AgentBatch(PPOTrainer(cfg), devices=devices)
+        rs, metrics = batch.run(batch.initial_state(), cfg.num_updates)
+        assert len(jax.tree.leaves(rs.params)[0].sharding.device_set) == (1 if devices else 4)
+        out[name] = jax.device_get((rs, metrics))
+    one, four = jax.tree.leaves(out["one"]), jax.tree.leaves(out["four"])
+    assert len(one) == len(four) > 50
+    for k, (a, b) in enumerate(zip(one, four)):
+        assert a.shape == b.shape and np.array_equal(a, b, equal_nan=True), ("ppo leaf", k)
     print("SHARDED-OK")
 """)
 
@@ -57,7 +75,9 @@ SHARDED_SCRIPT = textwrap.dedent("""
 def test_four_devices_give_the_same_numbers_as_one(tmp_path):
     """XLA_FLAGS must be set before JAX is imported: a subprocess with 4 forced CPU devices
     runs a grid (30 learners a cell: not a multiple of 4, so padded) whose cell files must
-    equal this one-device process's, array by array, and whose tables must be identical."""
+    equal this one-device process's, array by array, and whose tables must be identical;
+    there, PPO agents split over the 4 devices must train bitwise as on one device
+    (parameters, optimiser moments, env states, metrics)."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
     out4 = tmp_path / "four"
     proc = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT, json.dumps(GRID), str(out4)], env=env,

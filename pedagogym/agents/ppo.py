@@ -330,15 +330,31 @@ def _vmap_or_single(fn, n_agents: int, mode: str | None = None):
 
 
 class AgentBatch:
-    """Jitted functions over every agent of a config (leading axis N = seeds x sweep)."""
+    """Jitted functions over every agent of a config (leading axis N = seeds x sweep).
 
-    def __init__(self, trainer: PPOTrainer):
+    With several visible devices (``devices``, default all) the agent axis is split over them
+    (:func:`pedagogym.sharding.split_over_devices`: N padded to a multiple of the device
+    count, each device runs the one-device program on its block of agents), so each agent's
+    training does not depend on the device count."""
+
+    def __init__(self, trainer: PPOTrainer, devices=None):
+        from pedagogym.sharding import split_over_devices
+
         self.trainer = trainer
         self.n_agents = trainer.config.n_agents
-        self.init = jax.jit(_vmap_or_single(trainer.init, self.n_agents))
+        self.devices = tuple(jax.devices() if devices is None else devices)
+        n_dev = len(self.devices)
+        per_device = -(-self.n_agents // n_dev)  # agents in each device's block
+
+        def over_agents(fn, n_args: int):
+            return split_over_devices(_vmap_or_single(fn, per_device), (True,) * n_args, "agents",
+                                      self.devices if devices is not None or n_dev > 1 else None)
+
+        self._over_agents = over_agents
+        self.init = over_agents(trainer.init, 2)
         self._chunks: dict[int, Any] = {}
         eval_one = lambda params, norm, keys: trainer.evaluate(params, norm, keys)  # noqa: E731
-        self._eval = jax.jit(_vmap_or_single(eval_one, self.n_agents))
+        self._eval = over_agents(eval_one, 3)
 
     def initial_state(self) -> RunnerState:
         return self.init(self.trainer.agent_keys(), self.trainer.agent_hparams())
@@ -346,7 +362,7 @@ class AgentBatch:
     def run(self, rs: RunnerState, n_updates: int) -> tuple[RunnerState, UpdateMetrics]:
         if n_updates not in self._chunks:
             fn = lambda s: self.trainer.run_updates(s, n_updates)  # noqa: E731
-            self._chunks[n_updates] = jax.jit(_vmap_or_single(fn, self.n_agents))
+            self._chunks[n_updates] = self._over_agents(fn, 1)
         return self._chunks[n_updates](rs)
 
     def evaluate(self, rs: RunnerState, n_learners: int, seed: int):

@@ -5,12 +5,13 @@ Common random numbers: learner ``n`` of a cell is drawn from ``fold_in(key, n)``
 step noise from a stream that does not depend on the policy, so every policy meets the
 same learners with the same luck; comparisons between policies are paired.
 
-Many devices: :func:`evaluate` splits the learner axis over every visible device (a 1-D
-``Mesh`` named ``"learners"`` and ``jax.shard_map``; each device runs the single-device
-program on its block of learners), so the learners, their items and outcomes are the same
-for the same keys whatever the device count (floats up to the last bits). On a CPU-only
-machine, ``XLA_FLAGS=--xla_force_host_platform_device_count=K`` (set before JAX is
-imported) makes K CPU devices.
+Many devices: :func:`evaluate` splits the learner axis over every visible device
+(:func:`pedagogym.sharding.split_over_devices`: a 1-D ``Mesh`` named ``"learners"`` and
+``jax.shard_map``; each device runs the single-device program on its block of learners), so
+the learners, their items and outcomes are the same for the same keys whatever the device
+count (floats up to the last bits). On a CPU-only machine,
+``XLA_FLAGS=--xla_force_host_platform_device_count=K`` (set before JAX is imported) makes K
+CPU devices.
 """
 from __future__ import annotations
 
@@ -21,11 +22,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from pedagogym.envs import ability
 from pedagogym.envs.core import EnvParams, EnvState, PedagogyEnv
 from pedagogym.policies.base import Policy, PolicyView
+from pedagogym.sharding import split_over_devices
 
 
 class EpisodeResult(NamedTuple):
@@ -113,19 +114,10 @@ _evaluate_one_device = partial(jax.jit, static_argnums=(0, 1, 2))(_evaluate_body
 LEARNER_AXIS = "learners"
 
 
-def learner_mesh(devices=None) -> Mesh:
-    """A 1-D mesh over ``devices`` (default: every visible device) whose axis is the learners."""
-    devs = tuple(jax.devices() if devices is None else devices)
-    return Mesh(np.asarray(devs, dtype=object), (LEARNER_AXIS,))
-
-
 @lru_cache(maxsize=64)
-def _evaluate_sharded(env: PedagogyEnv, policy: Policy, horizon: int, mesh: Mesh):
-    body = partial(_evaluate_body, env, policy, horizon)
-    # params replicated, keys and every output split by learner; check_vma off: the scan's
-    # carry starts replicated (zeros) and becomes per-learner, which is what we want.
-    return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec(LEARNER_AXIS)),
-                                 out_specs=PartitionSpec(LEARNER_AXIS), check_vma=False))
+def _evaluate_sharded(env: PedagogyEnv, policy: Policy, horizon: int, devices: tuple):
+    """(params, keys) -> EpisodeResult, params replicated, keys and outputs split by learner."""
+    return split_over_devices(partial(_evaluate_body, env, policy, horizon), (False, True), LEARNER_AXIS, devices)
 
 
 def evaluate(env: PedagogyEnv, policy: Policy, horizon: int, params: EnvParams, keys: Array,
@@ -141,13 +133,4 @@ def evaluate(env: PedagogyEnv, policy: Policy, horizon: int, params: EnvParams, 
         if devices is not None and not isinstance(keys, jax.core.Tracer):
             keys = jax.device_put(keys, devs[0])
         return _evaluate_one_device(env, policy, horizon, params, keys)
-    mesh = learner_mesh(devs)
-    keys = np.asarray(keys)
-    n = keys.shape[0]
-    pad = (-n) % len(devs)
-    if pad:  # repeat the last learner; its copies are dropped below
-        keys = np.concatenate([keys, np.repeat(keys[-1:], pad, axis=0)])
-    keys = jax.device_put(keys, NamedSharding(mesh, PartitionSpec(LEARNER_AXIS)))
-    params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
-    out = _evaluate_sharded(env, policy, horizon, mesh)(params, keys)
-    return jax.tree.map(lambda x: x[:n], out) if pad else out
+    return _evaluate_sharded(env, policy, horizon, devs)(params, np.asarray(keys))
