@@ -164,4 +164,6 @@ def test_cli_rejects_ray_options_without_ray_backend(tmp_path):
     cfg = Path(__file__).parents[1] / "experiments" / "quickstart.toml"
     assert main(["run", str(cfg), "--out", str(tmp_path / "x"), "--workers", "2"]) == 2
     assert main(["run", str(cfg), "--out", str(tmp_path / "x"), "--backend", "ray", "--workers", "0"]) == 2
+    train_cfg = Path(__file__).parents[1] / "experiments" / "train_ppo.toml"
+    assert main(["train", str(train_cfg), "--out", str(tmp_path / "x"), "--address", "auto"]) == 2
     assert not (tmp_path / "x").exists()

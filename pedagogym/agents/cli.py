@@ -19,6 +19,10 @@ def train_command(args: argparse.Namespace) -> int:
 
     config = load_train_config(args.config)  # validated: bad configs stop here, before any work
     out = Path(args.out) if args.out else Path("results") / "train" / config.name
+    if getattr(args, "backend", "local") == "ray":
+        return _train_ray(args, config, out)
+    if getattr(args, "address", None) is not None or getattr(args, "workers", None) is not None:
+        raise ValueError("--address and --workers need --backend ray")
     print(f"{config.name}: {config.algo}, {config.n_agents} agent(s) x {config.num_updates} updates x "
           f"{config.batch_size} env steps on {config.env_id} -> {out}/", file=sys.stderr)
     manifest = train(config, out, progress=not args.quiet, max_chunks=args.max_chunks, restart=args.restart)
@@ -32,6 +36,26 @@ def train_command(args: argparse.Namespace) -> int:
         return 1
     print(f"wrote {out}/ (curves.csv, curves.png, checkpoints/, manifest.json) in {manifest['wall_time_s']:.1f} s; "
           f"evaluate with policy name 'agent:{out}' (or 'agent:{out}#K', 'agent:{out}#best')", file=sys.stderr)
+    return 0
+
+
+def _train_ray(args: argparse.Namespace, config, out: Path) -> int:
+    """One Ray task per seed (with its sweep): ``<out>/seed_<S>/`` runs; see pedagogym.agents.distributed."""
+    from pedagogym.agents.distributed import train_groups
+    from pedagogym.experiments.backends import RayBackend
+
+    backend = RayBackend(address=args.address, workers=args.workers)
+    print(f"{config.name}: {config.algo}, {len(config.seeds)} seed group(s) x {config.n_agents // len(config.seeds)} "
+          f"agent(s) as Ray tasks -> {out}/seed_<S>/", file=sys.stderr)
+    summary = train_groups(config, out, backend, restart=args.restart)
+    for name, error in summary["failed"].items():
+        print(f"group {name} failed: {error}", file=sys.stderr)
+    for name, g in summary["groups"].items():
+        print(f"  {name}: {'complete' if g['complete'] else 'missing'} ({g['agents']} agent(s)); "
+              f"evaluate with policy name 'agent:{out / name}#K'")
+    if not summary["complete"]:
+        print("run incomplete; rerun the same command to train the missing groups", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -61,6 +85,11 @@ def add_train_parser(subparsers) -> None:
     s.add_argument("--restart", action="store_true", help="discard the run directory's checkpoints and start afresh")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--max-chunks", type=int, default=None, help=argparse.SUPPRESS)  # stop early (tests)
+    s.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="local (default): every agent in this process; ray: one Ray task per seed, "
+                        "each written to OUT/seed_<S>/")
+    s.add_argument("--address", default=None, help="with --backend ray: join this Ray cluster ('auto' or HOST:6379)")
+    s.add_argument("--workers", type=int, default=None, help="with --backend ray: at most N seed groups at once")
     s.set_defaults(func=train_command)
 
 
