@@ -32,6 +32,10 @@ NOT_EXPORTABLE = {
     "fsrs_scheduler": "keeps per-learner memory (stability, difficulty, due dates) that the observation does not carry",
     "zpdes": "keeps per-learner bandit memory and samples at random",
     "oracle": "privileged: reads the simulated learner's latent state, which no platform has",
+    "threshold": "privileged: reads the simulated learner's true recall probabilities, which no platform has",
+    "cat_max_info": "its EAP ability posterior (a quadrature over per-item response counts) is not built as a graph yet",
+    "cat_kl": "its EAP ability posterior (a quadrature over per-item response counts) is not built as a graph yet",
+    "cat_randomesque": "samples at random among the most informative items (exposure control)",
 }
 
 

@@ -100,10 +100,14 @@ def align_truth(designer: Curriculum, truth: Curriculum) -> Curriculum:
 
 
 def curriculum_params(params: EnvParams, curriculum: Curriculum) -> EnvParams:
-    """``params`` with ``curriculum``'s arrays (per-skill / per-item fields resized)."""
+    """``params`` with ``curriculum``'s arrays (per-skill / per-item fields resized; no teacher
+    constraints, which name the designer's items)."""
+    from pedagogym.envs.constraints import Constraints
+
     n_s = curriculum.n_skills
     return params._replace(
         curriculum=curriculum.arrays(),
+        constraints=None if params.constraints is None else Constraints.none(curriculum.n_items, n_s),
         item_available=jnp.ones((curriculum.n_items,), bool),
         observer=type(params.observer)(*(jnp.full((n_s,), x[0], x.dtype) for x in params.observer)),
     )
