@@ -233,3 +233,32 @@ def test_engagement_env_can_drop_out():
     # hammering one item long after it is easy bores learners: some drop out before the horizon
     assert 0.0 < float(np.mean(res.dropped)) < 1.0
     assert np.all(np.asarray(res.steps)[np.asarray(res.dropped)] < 400)
+
+
+@pytest.mark.parametrize("n", [1, 5, 200])
+def test_batch_step_equals_per_learner_auto_reset(n):
+    """The batched auto-reset (re-sampling only finished learners, a few at a time) gives what
+    ``vmap(auto_reset_step)`` gives, step after step, while episodes end at different times."""
+    from pedagogym.envs import make
+    from pedagogym.envs.wrappers import auto_reset_step, batch_reset, batch_step
+
+    built = make("pedagogym/PrereqBKT-v0", curriculum="tiny", horizon=7)
+    env, params = built.env, built.params
+    keys = jax.random.split(jax.random.PRNGKey(3), n)
+    _, state_a = batch_reset(env, keys, params)
+    state_b = state_a
+    fast = jax.jit(lambda k, s, a: batch_step(env, k, s, a, params))
+    slow = jax.jit(jax.vmap(lambda k, s, a: auto_reset_step(env, k, s, a, params)))
+    ended = 0
+    for t in range(20):
+        k = jax.random.split(jax.random.PRNGKey(100 + t), n)
+        actions = jax.random.randint(jax.random.PRNGKey(t), (n,), 0, env.n_actions(params))
+        oa, state_a, ra, ta, ua, ia = fast(k, state_a, actions)
+        ob, state_b, rb, tb, ub, ib = slow(k, state_b, actions)
+        ended += int(np.sum(np.asarray(ta | ua)))
+        np.testing.assert_array_equal(np.asarray(oa), np.asarray(ob))
+        np.testing.assert_array_equal(np.asarray(ia["action_mask"]), np.asarray(ib["action_mask"]))
+        np.testing.assert_array_equal(np.asarray(ia["final_observation"]), np.asarray(ib["final_observation"]))
+        for x, y in zip(jax.tree.leaves(state_a), jax.tree.leaves(state_b)):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert ended >= 2 * n  # every learner's episode ended at least twice (horizon 7, 20 steps)

@@ -28,21 +28,34 @@ def batch_reset(env: PedagogyEnv, keys: Array, params: EnvParams):
 
 def batch_step(env: PedagogyEnv, keys: Array, state: EnvState, actions: Array, params: EnvParams):
     """:func:`auto_reset_step` over a batch of learners (leading axis), same results as
-    ``vmap(auto_reset_step)``, but the resets are computed only on steps where some
+    ``vmap(auto_reset_step)``, but fresh learners are drawn only on steps where some
     learner's episode ended (a batch-level ``lax.cond``, which a per-learner ``vmap`` of
-    ``auto_reset_step`` cannot do), which halves the cost of most steps."""
+    ``auto_reset_step`` cannot do), and then only for the learners that ended."""
     split = jax.vmap(jax.random.split)(keys)
     k_step, k_reset = split[:, 0], split[:, 1]
     obs, next_state, reward, terminated, truncated, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
         k_step, state, actions, params)
     done = terminated | truncated
 
+    n = done.shape[0]
+    chunk = max(1, min(64, n // 8))  # learners re-sampled per pass (static)
+
     def with_resets(operand):
-        obs, next_state, mask = operand
-        obs_r, state_r = jax.vmap(env.reset, in_axes=(0, None))(k_reset, params)
-        mask_r = jax.vmap(env.action_mask, in_axes=(0, None))(state_r, params)
-        pick = lambda a, b: jnp.where(done.reshape(done.shape + (1,) * (a.ndim - 1)), a, b)  # noqa: E731
-        return pick(obs_r, obs), jax.tree.map(pick, state_r, next_state), pick(mask_r, mask)
+        # Re-sample only the learners whose episode ended, ``chunk`` at a time (a while loop over
+        # their indices): with many learners some episode ends on most steps, and re-sampling
+        # every learner each time would cost more than the step itself. Same keys, same learners.
+        def body(carry):
+            obs, st, mask, left = carry
+            idx = jnp.nonzero(left, size=chunk, fill_value=n)[0]  # n: no learner (dropped below)
+            safe = jnp.minimum(idx, n - 1)
+            obs_r, st_r = jax.vmap(env.reset, in_axes=(0, None))(k_reset[safe], params)
+            mask_r = jax.vmap(env.action_mask, in_axes=(0, None))(st_r, params)
+            put = lambda a, b: a.at[idx].set(b, mode="drop")  # noqa: E731
+            return put(obs, obs_r), jax.tree.map(put, st, st_r), put(mask, mask_r), put(left, jnp.zeros_like(idx, bool))
+
+        obs, st, mask = operand
+        obs, st, mask, _ = jax.lax.while_loop(lambda c: jnp.any(c[3]), body, (obs, st, mask, done))
+        return obs, st, mask
 
     info = dict(info)
     info["final_observation"] = obs
