@@ -26,7 +26,6 @@ import hashlib
 import itertools
 import json
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -311,12 +310,8 @@ def train_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Trai
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise TrainConfigError(f"{path}: training config not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise TrainConfigError(f"{path}: not valid TOML: {exc}") from None
+    from pedagogym.tomlfile import read_toml
+
+    data = read_toml(path, TrainConfigError, "training config")
     data.pop("description", None)
     return train_config_from_dict(data, source=str(path))

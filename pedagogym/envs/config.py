@@ -214,14 +214,8 @@ def build(config: EnvConfig) -> BuiltEnv:
 
 def load_env_config(path: str | Path, base: EnvConfig | None = None) -> EnvConfig:
     """An env config from a TOML file: top-level keys or an ``[env]`` table."""
-    import tomllib
+    from pedagogym.tomlfile import read_toml
 
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise EnvConfigError(f"{path}: env config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise EnvConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path, EnvConfigError, "env config file")
     data = data.get("env", data)
     return EnvConfig.from_dict(data, source=str(path), base=base)

@@ -170,15 +170,9 @@ def experiment_from_dict(data: dict[str, Any], source: str = "<dict>") -> Experi
 
 
 def load_experiment(path: str | Path) -> ExperimentConfig:
-    import tomllib
+    from pedagogym.tomlfile import read_toml
 
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ExperimentConfigError(f"{path}: experiment config not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ExperimentConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path, ExperimentConfigError, "experiment config")
     return experiment_from_dict(data, source=str(path))
 
 

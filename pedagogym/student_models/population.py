@@ -149,15 +149,9 @@ def population_from_dict(data: dict[str, Any], source: str = "<dict>") -> Popula
 
 
 def load_population(path: str | Path) -> Population:
-    import tomllib
+    from pedagogym.tomlfile import read_toml
 
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise PopulationError(f"{path}: population file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise PopulationError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path, PopulationError, "population file")
     return population_from_dict(data, source=str(path))
 
 
