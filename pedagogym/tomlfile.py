@@ -4,10 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+import tomllib
 
 
 def read_toml(path: str | Path, error: type[Exception], what: str) -> dict[str, Any]:
