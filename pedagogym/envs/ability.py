@@ -29,6 +29,7 @@ from jax import Array
 
 from pedagogym.curriculum.spec import CurriculumArrays
 from pedagogym.envs.observations import History
+from pedagogym.student_models.irt import prob_3pl
 from pedagogym.student_models.learner import OBSERVED_KINDS
 
 N_POINTS = 81
@@ -70,7 +71,7 @@ def known_items(curr: CurriculumArrays) -> KnownItems:
 def prob_grid(items: KnownItems) -> Array:
     """float32[G, I] 3PL P(correct) of every item at every grid point."""
     theta = grid()[:, None]
-    return items.c + (1.0 - items.c) * jax.nn.sigmoid(items.a * (theta - items.b))
+    return prob_3pl(theta, items.a, items.b, items.c)
 
 
 def log_prior() -> Array:

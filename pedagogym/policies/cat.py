@@ -38,7 +38,7 @@ from jax import Array
 
 from pedagogym.envs import ability
 from pedagogym.policies.base import Policy
-from pedagogym.student_models.irt import fisher_information_3pl
+from pedagogym.student_models.irt import fisher_information_3pl, prob_3pl
 
 DEMOTE = 1e6  # score penalty for items already given / unscored: below every fresh item
 
@@ -58,7 +58,7 @@ def item_information(theta: Array, items: ability.KnownItems) -> Array:
 
 def posterior_kl(est: ability.AbilityEstimate, items: ability.KnownItems) -> Array:
     """float32[I] posterior-weighted KL index: ``sum_g w_g KL(Bern(P_i(theta_hat)) || Bern(P_i(theta_g)))``."""
-    p_hat = jnp.clip(items.c + (1.0 - items.c) * jax.nn.sigmoid(items.a * (est.theta - items.b)), 1e-6, 1 - 1e-6)
+    p_hat = jnp.clip(prob_3pl(est.theta, items.a, items.b, items.c), 1e-6, 1 - 1e-6)
     p = jnp.clip(ability.prob_grid(items), 1e-6, 1 - 1e-6)  # [G, I]
     kl = p_hat * (jnp.log(p_hat) - jnp.log(p)) + (1 - p_hat) * (jnp.log1p(-p_hat) - jnp.log1p(-p))
     return jnp.where(items.scored, est.posterior @ kl, 0.0)
