@@ -238,14 +238,11 @@ def train_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Trai
         raise _err(source, "env", str(exc)) from None
     v["env_id"], v["env_settings"] = env_id, tuple(sorted(env.items()))
 
-    seeds = data.get("seeds", [0])
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        seeds = [seeds]
-    if (not isinstance(seeds, list) or not seeds
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
-            or len(set(seeds)) != len(seeds)):
-        raise _err(source, "seeds", f"expected a non-empty list of distinct non-negative integers, got {seeds!r}")
-    v["seeds"] = tuple(seeds)
+    from pedagogym.experiments.config import parse_seeds
+
+    v["seeds"] = parse_seeds(data.get("seeds", [0]))
+    if v["seeds"] is None:
+        raise _err(source, "seeds", f"expected a non-empty list of distinct non-negative integers, got {data['seeds']!r}")
     for key, lo in _INT_KEYS.items():
         if key in data:
             v[key] = _int(data[key], source, key, lo)

@@ -71,6 +71,17 @@ def _str_list(value: Any, source: str, key: str, allow_empty: bool = False) -> t
     return tuple(value)
 
 
+def parse_seeds(value: Any) -> tuple[int, ...] | None:
+    """A config's ``seeds`` (an integer or a list of them) as a tuple, or None unless they are
+    distinct non-negative integers (the caller raises its own error, naming its file)."""
+    seeds = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if (not isinstance(seeds, list) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+            or len(set(seeds)) != len(seeds)):
+        return None
+    return tuple(seeds)
+
+
 def experiment_from_dict(data: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
     """Validate the shape of a config and resolve every name in it (envs, models,
     populations, policies), so that a bad config fails before any simulation starts."""
@@ -88,13 +99,9 @@ def experiment_from_dict(data: dict[str, Any], source: str = "<dict>") -> Experi
     learners = data.get("learners", 1000)
     if not isinstance(learners, int) or isinstance(learners, bool) or learners < 1:
         raise _err(source, "learners", f"expected a positive integer, got {learners!r}")
-    seeds = data.get("seeds", [0])
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        seeds = [seeds]
-    if (not isinstance(seeds, list) or not seeds
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
-            or len(set(seeds)) != len(seeds)):
-        raise _err(source, "seeds", f"expected a non-empty list of distinct non-negative integers, got {seeds!r}")
+    seeds = parse_seeds(data.get("seeds", [0]))
+    if seeds is None:
+        raise _err(source, "seeds", f"expected a non-empty list of distinct non-negative integers, got {data['seeds']!r}")
     def check_policies(value: Any, key: str) -> tuple[str, ...]:
         names = _str_list(value, source, key)
         for k, p in enumerate(names):
@@ -166,7 +173,7 @@ def experiment_from_dict(data: dict[str, Any], source: str = "<dict>") -> Experi
         envs.append(EnvEntry(id=env_id, label=label, models=models, populations=populations,
                              settings=tuple(sorted(settings.items())), policies=env_policies))
     return ExperimentConfig(name=name, envs=tuple(envs), policies=policies, learners=learners,
-                            seeds=tuple(seeds), metrics=metrics, baseline=baseline, source=source)
+                            seeds=seeds, metrics=metrics, baseline=baseline, source=source)
 
 
 def load_experiment(path: str | Path) -> ExperimentConfig:
