@@ -129,6 +129,18 @@ class _Checker:
             raise self.fail(key, f"expected {what}, got {value!r}")
         return value
 
+    def new_id(self, entry: Mapping[str, Any], kind: str, k: int, first_at: dict[str, int]) -> str:
+        """The ``id`` of entry ``k`` of ``<kind>s`` (e.g. ``items[3]``), checked present,
+        well-formed and not seen before; recorded in ``first_at`` (id -> index)."""
+        where = f"{kind}s[{k}]"
+        if "id" not in entry:
+            raise self.fail(f"{where}.id", f"missing: every {kind} needs an id")
+        new = self.ident(entry["id"], f"{where}.id")
+        if new in first_at:
+            raise self.fail(f"{where}.id", f"duplicate {kind} id {new!r} (first defined at {kind}s[{first_at[new]}])")
+        first_at[new] = k
+        return new
+
     def ident(self, value: Any, key: str) -> str:
         if not isinstance(value, str) or not _ID.fullmatch(value):
             raise self.fail(key, f"expected an id: a non-empty string without whitespace, got {value!r}")
@@ -196,12 +208,7 @@ def _skills(chk: _Checker, raw: list[Mapping[str, Any]]) -> tuple[Skill, ...]:
     for k, s in enumerate(raw):
         where = f"skills[{k}]"
         chk.no_unknown_keys(s, SKILL_KEYS, where)
-        if "id" not in s:
-            raise chk.fail(f"{where}.id", "missing: every skill needs an id")
-        sid = chk.ident(s["id"], f"{where}.id")
-        if sid in first_at:
-            raise chk.fail(f"{where}.id", f"duplicate skill id {sid!r} (first defined at skills[{first_at[sid]}])")
-        first_at[sid] = k
+        sid = chk.new_id(s, "skill", k, first_at)
         name = chk.string(s.get("name", sid), f"{where}.name")
         pre = chk.id_list(s.get("prerequisites", []), f"{where}.prerequisites", "skill")
         parsed.append((sid, name, pre))
@@ -241,12 +248,7 @@ def _items(chk: _Checker, raw: list[Mapping[str, Any]], skill_ids: tuple[str, ..
     for k, it in enumerate(raw):
         where = f"items[{k}]"
         chk.no_unknown_keys(it, ITEM_KEYS, where)
-        if "id" not in it:
-            raise chk.fail(f"{where}.id", "missing: every item needs an id")
-        iid = chk.ident(it["id"], f"{where}.id")
-        if iid in first_at:
-            raise chk.fail(f"{where}.id", f"duplicate item id {iid!r} (first defined at items[{first_at[iid]}])")
-        first_at[iid] = k
+        iid = chk.new_id(it, "item", k, first_at)
 
         if "skills" not in it:
             raise chk.fail(f"{where}.skills", f"missing: item {iid!r} must exercise at least one skill")
