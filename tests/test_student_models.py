@@ -78,6 +78,19 @@ def test_probabilities_stay_in_unit_interval(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
+def test_p_correct_all_is_p_correct_for_every_item(name):
+    """Models may override ``p_correct_all`` with a vectorised form (BKT does: the post-test
+    rewards compute it every step); it must stay ``p_correct`` item by item."""
+    model, params, state = _learner(name, 3)
+    state, t = _practice(model, params, state, 12, jax.random.PRNGKey(7))
+    for when in (t, t + 3.0):
+        every = np.asarray(model.p_correct_all(params, state, CURR, when))
+        one_by_one = np.array([float(model.p_correct(params, state, CURR, jnp.int32(i), when))
+                               for i in range(CURR.n_items)])
+        np.testing.assert_allclose(every, one_by_one, rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+@pytest.mark.parametrize("name", MODELS)
 def test_practice_never_lowers_expected_recall_right_after(name):
     """E[p_correct(item) right after practising it] >= p_correct right before (averaged
     over the model's own randomness, so a stochastic learner is judged in expectation)."""

@@ -225,7 +225,7 @@ class PedagogyEnv:
         constraint sets that allow no available item)."""
         curr = params.curriculum
         met = PREREQUISITES.met(curr, state.history.belief, params.unlock_threshold)
-        unlocked = jnp.all((curr.q_matrix <= 0) | met[None, :], axis=1)
+        unlocked = (~met).astype(jnp.float32) @ (curr.q_matrix > 0).astype(jnp.float32).T < 0.5  # no locked skill
         available = params.item_available
         if params.constraints is not None:
             allowed = available & allowed_items(params.constraints, curr)

@@ -65,13 +65,20 @@ def observe(p_known: Array, correct: Array, observed: Array, p_learn: Array, p_f
 
 
 # ---- the simulated learner ----------------------------------------------------------
+def _shift(p: Array, d: Array) -> Array:
+    """``sigmoid(logit(p) + d)`` written as ``p / (p + (1 - p) exp(-d))``: the same number,
+    but the only transcendental is ``exp`` of the item's difficulty (a curriculum constant),
+    so a post-test over every item costs no per-learner log or exp."""
+    return p / (p + (1.0 - p) * jnp.exp(-d))
+
+
 def _item_guess_slip(params: BKTParams, curr: CurriculumArrays, item: Array) -> tuple[Array, Array]:
     """Item guess/slip: the item's own if given, else the mean of its skills', shifted by
     difficulty on the logit scale (harder items: fewer lucky guesses, more slips)."""
     skills = item_skills(curr, item)
     b = curr.difficulty[item]
-    guess = item_default(curr.guess[item], jax.nn.sigmoid(logit(skill_mean(params.p_guess, skills)) - b))
-    slip = item_default(curr.slip[item], jax.nn.sigmoid(logit(skill_mean(params.p_slip, skills)) + b))
+    guess = item_default(curr.guess[item], _shift(skill_mean(params.p_guess, skills), -b))
+    slip = item_default(curr.slip[item], _shift(skill_mean(params.p_slip, skills), b))
     return guess, slip
 
 
@@ -116,6 +123,19 @@ class BKT(StudentModel):
         u = jax.random.uniform(key, state.known.shape)
         new_known = jnp.where(state.known, u >= params.p_forget, u < params.p_learn * gate)
         return BKTState(known=jnp.where(practiced, new_known, state.known))
+
+    def p_correct_all(self, params: BKTParams, state: BKTState, curr: CurriculumArrays, t: Array) -> Array:
+        """``p_correct`` for every item at once (a post-test, computed every step by the
+        post-test rewards): the conjunctive "all skills known" test and the skill means are
+        matrix products over the Q-matrix, which batch into one GEMM over learners."""
+        q = (curr.q_matrix > 0).astype(jnp.float32)
+        n_skills = jnp.maximum(q.sum(axis=1), 1.0)
+        # vector @ matrix.T (not matrix @ vector): under vmap the batch axis stays first and
+        # the product needs no transpose
+        guess = item_default(curr.guess, _shift(params.p_guess @ q.T / n_skills, -curr.difficulty))
+        slip = item_default(curr.slip, _shift(params.p_slip @ q.T / n_skills, curr.difficulty))
+        missing = (1.0 - state.known.astype(jnp.float32)) @ q.T  # required skills not known
+        return jnp.where(missing < 0.5, 1.0 - slip, guess)
 
     def mastery(self, params: BKTParams, state: BKTState, curr: CurriculumArrays, t: Array) -> Array:
         return state.known.astype(jnp.float32)

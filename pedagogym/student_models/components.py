@@ -52,8 +52,10 @@ class Prerequisites(Component):
         return jnp.prod(jnp.where(curr.prereq > 0, factor, 1.0), axis=1)
 
     def met(self, curr: CurriculumArrays, belief: Array, threshold: Array) -> Array:
-        """bool[S]: every prerequisite of the skill has (observable) belief >= threshold."""
-        return jnp.all((curr.prereq <= 0) | (belief[None, :] >= threshold), axis=1)
+        """bool[S]: every prerequisite of the skill has (observable) belief >= threshold
+        (counted as a matrix product, which batches into one GEMM over learners)."""
+        below = (belief < threshold).astype(jnp.float32)
+        return below @ (curr.prereq > 0).astype(jnp.float32).T < 0.5  # batch axis first under vmap
 
 
 # ---- engagement and dropout ------------------------------------------------------------
