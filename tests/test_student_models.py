@@ -182,3 +182,21 @@ def test_traits_move_parameters_in_the_documented_direction(name):
         return float(jnp.mean(jax.vmap(lambda s: model.p_correct_all(params, s, CURR, jnp.float32(0.0)))(states)))
 
     assert mean_mastery(2.0) >= mean_mastery(-2.0)
+
+
+@pytest.mark.parametrize("floor", [0.0, 0.1, 0.5])
+def test_prerequisite_gate_is_the_product_over_prerequisites(floor):
+    """gate[s] = prod_{p in prereq(s)} (floor + (1 - floor) * mastery[p]) (Prerequisites'
+    docstring); computed in the log domain for speed, it must match the plain product,
+    including floor 0 with an unknown prerequisite (learning blocked: exactly 0)."""
+    from pedagogym.student_models.learner import PREREQUISITES
+
+    skills = (Skill("a", "a"), Skill("b", "b"), Skill("c", "c", ("a", "b")), Skill("d", "d", ("c",)))
+    curr = Curriculum("gate", skills, tuple(Item(f"i{s.id}", (s.id,)) for s in skills)).arrays()
+    params = PREREQUISITES.default_params(floor)
+    pre = np.asarray(curr.prereq) > 0
+    for mastery in ([0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 1.0, 1.0], [0.3, 0.8, 0.5, 1.0], [1.0, 1.0, 0.0, 0.2]):
+        m = np.asarray(mastery, np.float32)
+        want = [np.prod([floor + (1 - floor) * m[p] for p in np.flatnonzero(pre[s])]) for s in range(4)]
+        got = np.asarray(PREREQUISITES.gate(params, curr, jnp.asarray(m)))
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=0.0)

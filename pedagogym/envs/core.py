@@ -29,6 +29,7 @@ from pedagogym.envs import ability
 from pedagogym.envs.constraints import allowed_items
 from pedagogym.envs.observations import Featurizer, History, ObserverParams, PlatformFeatures
 from pedagogym.envs.rewards import Outcome, PostTest, Reward
+from pedagogym.student_models.base import row_sum
 from pedagogym.student_models.learner import PREREQUISITES, Learner, LearnerParams, LearnerState
 from pedagogym.student_models.population import PopulationArrays
 
@@ -163,7 +164,7 @@ class PedagogyEnv:
 
         mastery_before = self.learner.mastery(lp, state.student, curr, h.t)
         mastery_after = self.learner.mastery(lp, student, curr, history.t)
-        all_mastered = jnp.all(mastery_after >= params.mastery_threshold)
+        all_mastered = row_sum(mastery_after < params.mastery_threshold) < 0.5
         dropped = valid & att.dropped
         terminated = (all_mastered & params.terminate_on_mastery) | dropped | self.precise_enough(history, params)
         truncated = (history.step >= params.horizon) & ~terminated
@@ -172,8 +173,9 @@ class PedagogyEnv:
             final_score, final_log = self.final_scores(lp, student, params, history.t)
         else:
             final_score = final_log = jnp.zeros((), jnp.float32)
-        outcome = Outcome(mastery_before=jnp.mean(mastery_before), mastery_after=jnp.mean(mastery_after),
-                          all_mastered=all_mastered, done=done, dropped=dropped,
+        n_skills = mastery_after.shape[-1]  # means as row sums: see student_models.base.row_sum
+        outcome = Outcome(mastery_before=row_sum(mastery_before) / n_skills,
+                          mastery_after=row_sum(mastery_after) / n_skills, all_mastered=all_mastered, done=done, dropped=dropped,
                           final_score=final_score, final_log_recall=final_log)
         reward = self.reward(outcome, params).astype(jnp.float32)
 
@@ -196,7 +198,7 @@ class PedagogyEnv:
             "observed": att.observed & valid,
             "response_time": rt,
             "dropped": new_state.dropped,
-            "mastery": jnp.mean(mastery_after),
+            "mastery": outcome.mastery_after,
         }
         return self.observation(new_state, params), new_state, reward, terminated, truncated, info
 
@@ -231,7 +233,7 @@ class PedagogyEnv:
             allowed = available & allowed_items(params.constraints, curr)
             available = jnp.where(jnp.any(allowed), allowed, available)
         mask = available & unlocked
-        return jnp.where(jnp.any(mask), mask, available)
+        return jnp.where(row_sum(mask) > 0.5, mask, available)
 
     @staticmethod
     def _daily_cap(params: EnvParams) -> Array:

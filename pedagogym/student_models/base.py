@@ -62,6 +62,13 @@ class Traits(NamedTuple):
         return cls(z, z, z, z, jnp.asarray(7.0, jnp.float32), jnp.zeros((), jnp.int32))
 
 
+def row_sum(x: Array) -> Array:
+    """Sum over the last axis (of bools: a count) as a product with a ones vector. For one
+    learner it is the same number; under ``vmap`` it becomes one matrix-vector product, which
+    XLA:CPU runs several times faster than a reduction over a short row (16-100 values)."""
+    return x.astype(jnp.float32) @ jnp.ones((x.shape[-1],), jnp.float32)
+
+
 def logit(p: Array) -> Array:
     p = jnp.clip(p, EPS, 1.0 - EPS)
     return jnp.log(p) - jnp.log1p(-p)

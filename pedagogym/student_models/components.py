@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from pedagogym.curriculum.spec import CurriculumArrays
-from pedagogym.student_models.base import Traits, logit
+from pedagogym.student_models.base import Traits, logit, row_sum
 
 
 class Component:
@@ -48,8 +48,13 @@ class Prerequisites(Component):
 
     def gate(self, params: PrerequisiteParams, curr: CurriculumArrays, mastery: Array) -> Array:
         """float32[S] learning multiplier per skill given float32[S] true mastery."""
-        factor = params.floor + (1.0 - params.floor) * mastery[None, :]
-        return jnp.prod(jnp.where(curr.prereq > 0, factor, 1.0), axis=1)
+        factor = params.floor + (1.0 - params.floor) * mastery
+        # the product over prerequisites in the log domain: one (batched) matrix product instead
+        # of a reduction over an S x S array per learner; a zero factor (floor 0) gives gate 0
+        pre = (curr.prereq > 0).astype(jnp.float32)
+        log_gate = jnp.log(jnp.maximum(factor, 1e-30)) @ pre.T
+        blocked = (factor <= 0.0).astype(jnp.float32) @ pre.T > 0.5
+        return jnp.where(blocked, 0.0, jnp.exp(log_gate))
 
     def met(self, curr: CurriculumArrays, belief: Array, threshold: Array) -> Array:
         """bool[S]: every prerequisite of the skill has (observable) belief >= threshold

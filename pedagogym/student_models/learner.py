@@ -133,4 +133,4 @@ class Learner:
         p = self.model.p_correct_all(lp.model, ls.model, curr, t)
         is_test = curr.kind == int(ItemKind.ASSESSMENT)
         w = jnp.where(jnp.any(is_test), is_test, True).astype(jnp.float32)
-        return jnp.sum(p * w) / jnp.sum(w)
+        return p @ w / jnp.sum(w)  # a matrix-vector product under vmap (see base.row_sum)
