@@ -23,17 +23,19 @@ def _batched_runner(built, batch: int, n_steps: int, auto_reset: bool):
 
     def run(key):
         keys = jax.random.split(key, batch)
-        _, state = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
+        obs, state = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
 
         def body(carry, _):
-            key, state = carry
+            key, state, _ = carry
             key, k_a, k_s = jax.random.split(key, 3)
             actions = jax.random.randint(k_a, (batch,), 0, n_items)
             obs, state, reward, term, trunc, _ = step(jax.random.split(k_s, batch), state, actions)
-            return (key, state), reward.sum() + obs.sum()  # every feature is used: none is optimised away
+            # the observation is carried, so it is written out every step as a policy would
+            # read it (not fused away into the reward sum)
+            return (key, state, obs), reward.sum()
 
-        _, out = jax.lax.scan(body, (key, state), None, length=n_steps)
-        return out.sum()
+        (_, _, obs), out = jax.lax.scan(body, (key, state, obs), None, length=n_steps)
+        return out.sum() + obs.sum()
 
     return jax.jit(run)
 

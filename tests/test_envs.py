@@ -262,3 +262,20 @@ def test_batch_step_equals_per_learner_auto_reset(n):
         for x, y in zip(jax.tree.leaves(state_a), jax.tree.leaves(state_b)):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert ended >= 2 * n  # every learner's episode ended at least twice (horizon 7, 20 steps)
+
+
+def test_bench_env_prints_the_documented_json(capsys):
+    """`pedagogym bench env --json`: one row per (mode, batch) with env_id, mode, batch and
+    steps_per_s; compile time apart; the Gymnasium loop is the speed-up's baseline."""
+    import json
+
+    from pedagogym.cli import main
+
+    assert main(["bench", "env", "--json", "--batch", "4", "--steps", "5", "--gym-steps", "20"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["mode"], r["batch"]) for r in rows] == [
+        ("gymnasium", 1), ("jax_batched", 4), ("jax_batched_autoreset", 4)]
+    for r in rows:
+        assert r["env_id"] == "pedagogym/PrereqBKT-v0" and r["steps_per_s"] > 0 and np.isfinite(r["steps_per_s"])
+        assert r["speedup_vs_gymnasium"] == pytest.approx(r["steps_per_s"] / rows[0]["steps_per_s"])
+    assert all(r["compile_s"] > 0 for r in rows[1:])

@@ -33,8 +33,11 @@ def _reset(env, key, params):
 
 @partial(jax.jit, static_argnums=0)
 def _step(env, key, state, action, params):
-    obs, state, reward, term, trunc, info = env.step(key, state, action, params)
-    return obs, state, reward, term, trunc, info, env.action_mask(state, params)
+    """One call per step: the key split, the step and the next mask (the host reads the
+    results with one ``device_get``)."""
+    key, k = jax.random.split(key)
+    obs, state, reward, term, trunc, info = env.step(k, state, action, params)
+    return key, state, (obs, reward, term, trunc, info, env.action_mask(state, params))
 
 
 class PedagogyGymEnv(gym.Env):
@@ -72,11 +75,9 @@ class PedagogyGymEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         if not self.action_space.contains(action) and not self.action_space.contains(int(action)):
             raise ValueError(f"action {action!r} is not in {self.action_space}")
-        self._key, k = jax.random.split(self._key)
-        obs, self._state, reward, term, trunc, info, mask = _step(self.env, k, self._state, jnp.int32(action), self.params)
-        self._mask = np.asarray(mask)
-        info = _info_to_numpy(info)
-        return np.array(obs), float(reward), bool(term), bool(trunc), info
+        self._key, self._state, out = _step(self.env, self._key, self._state, np.int32(action), self.params)
+        obs, reward, term, trunc, info, self._mask = jax.device_get(out)
+        return np.array(obs), float(reward), bool(term), bool(trunc), _info_to_numpy(info)
 
     def action_masks(self) -> np.ndarray:
         """bool[I] valid items now (sb3-contrib MaskablePPO calls this)."""
