@@ -413,3 +413,18 @@ def test_pedagogym_run_evaluates_a_trained_agent_beside_hand_written_policies(ru
     (tmp_path / "other.toml").write_text(other)
     with pytest.raises(ConfigError, match="obs size"):
         load_experiment(tmp_path / "other.toml")
+
+
+def test_bench_sb3_times_both_vec_envs_with_the_same_hyperparameters():
+    """`pedagogym bench train` times SB3 PPO the usual way (make_vec_env: a DummyVecEnv of
+    Gymnasium envs) and through the batched adapter; both learn the given number of steps."""
+    from pedagogym.agents.bench import _config, bench_sb3
+
+    cfg = _config("pedagogym/PrereqBKT-v0", {"horizon": 20}, 1, 4, 8, 1)
+    rows = {vec: bench_sb3(cfg, sb3_steps=64, num_envs=4, vec=vec) for vec in ("gymnasium", "batched")}
+    assert rows["gymnasium"]["algo"] == "sb3_ppo" and rows["gymnasium"]["vec_env"] == "DummyVecEnv"
+    assert rows["batched"]["algo"] == "sb3_ppo_batched_env" and rows["batched"]["vec_env"] == "PedagogySB3VecEnv"
+    for r in rows.values():
+        assert r["env_steps"] == 64 and r["num_envs"] == 4 and r["num_steps"] == 8 and r["env_steps_per_s"] > 0
+    with pytest.raises(ValueError, match="vec"):
+        bench_sb3(cfg, sb3_steps=64, num_envs=4, vec="subproc")
