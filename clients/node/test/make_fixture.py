@@ -1,13 +1,19 @@
 """Write the Node client's parity fixture (committed; rerun only when the bundle format or the
 featurizer changes):
 
-    python clients/node/test/make_fixture.py
+    python clients/node/test/make_fixture.py              # everything below
+    python clients/node/test/make_fixture.py --derived    # only the files derived from the committed
+                                                          # bundle and parity.json (constraints.json)
 
 - ``fixtures/bundle/``: a small deterministic policy (a random-weight MLP 32 -> 16 -> 6 with
   observation normalisation) on the ``tiny`` curriculum, exported by ``pedagogym export``'s code;
 - ``fixtures/parity.json``: event logs of learners simulated under hand-written policies
   (round_robin, mastery; epoch-second, ISO 8601 and relative timestamps), decision points with the Python runtime's features, masks, scores and
-  actions, and bad inputs with the error each must raise.
+  actions, and bad inputs with the error each must raise;
+- ``fixtures/constraints.json``: teacher constraints of every kind (only, exclude, pin,
+  forbid_skills, review_skills, daily_minutes) at decision points of parity.json's learners, with
+  the Python runtime's item and eligible items, or its error (type and message) for infeasible,
+  unknown or malformed constraints and a reached daily cap.
 """
 from __future__ import annotations
 
@@ -47,6 +53,67 @@ def restyle(events: list[dict], style: str, origin: float) -> list[dict]:
 
 def restyle_now(now: float, style: str, origin: float):
     return origin + now if style == "epoch" else (_iso(origin + now) if style == "iso" else now)
+
+
+def _answer(rec, events, now, constraints, **kw) -> dict:
+    """The Python runtime's answer, or the error it raises (type and message)."""
+    try:
+        out = rec.recommend(events, constraints, now=now, **kw)
+    except ValueError as exc:
+        return {"error": type(exc).__name__, "message": str(exc)}
+    return {"item_id": out["item_id"], "eligible": out["eligible"], **({"explanation": out["explanation"]}
+                                                                       if "explanation" in out else {})}
+
+
+def write_constraint_fixture(rec, learners: list[dict], cases: list[dict]) -> int:
+    """fixtures/constraints.json: every constraint kind at decision points of parity.json's learners."""
+    skill_of = {it["id"]: it["skills"] for it in rec.manifest["curriculum"]["spec"]["items"]}
+    skills = list(rec.spec.skill_ids)
+    out = []
+    for c in cases[::9]:
+        events = learners[c["learner"]]["events"][: c["n_events"]]
+        free = rec.recommend(events, now=c["now"])
+        chosen, elig = free["item_id"], free["eligible"]
+        other = next((i for i in elig if i != chosen), None)
+        other_skill = next((s for i in elig for s in skill_of[i] if s not in skill_of[chosen]), None)
+        kinds = {
+            "only": {"only": [i for i in elig if i != chosen][:2] or [chosen]},
+            "exclude": {"exclude": [chosen]},
+            "pin": {"pin": other or chosen},
+            "forbid_skills": {"forbid_skills": skill_of[chosen]},
+            "review_skills": {"review_skills": [other_skill or skill_of[chosen][0]]},
+            "review_skills empty (ignored)": {"review_skills": []},
+            "daily_minutes not reached": {"daily_minutes": 600},
+            "daily_minutes reached": {"daily_minutes": 0.5},
+            "several": {"exclude": [chosen], "review_skills": [other_skill or skill_of[chosen][0]], "daily_minutes": 90},
+            "pin a locked item": {"pin": next((i for i in rec.item_ids if i not in elig), chosen)},
+            "pin an excluded item": {"pin": chosen, "exclude": [chosen]},
+            "forbid every skill": {"forbid_skills": skills},
+            "only nothing": {"only": []},
+        }
+        for name, cons in kinds.items():
+            out.append({"name": name, "learner": c["learner"], "n_events": c["n_events"], "now": c["now"],
+                        "constraints": cons, "free": chosen, "expected": _answer(rec, events, c["now"], cons)})
+    events = learners[0]["events"][:4]
+    now = learners[0]["events"][3]["timestamp"]
+    for name, cons in (("unknown item", {"only": ["zz9"]}), ("unknown skill", {"forbid_skills": ["nope"]}),
+                       ("unknown pin", {"pin": "zz9"}), ("unknown key", {"avoid": ["a1"], "ban": []}),
+                       ("only not a list", {"only": "a1"}), ("skills not strings", {"review_skills": [1]}),
+                       ("pin not a string", {"pin": ["a1"]}), ("daily_minutes negative", {"daily_minutes": -1}),
+                       ("daily_minutes zero", {"daily_minutes": 0}), ("daily_minutes a string", {"daily_minutes": "30"}),
+                       ("daily_minutes a bool", {"daily_minutes": True}), ("not an object", ["a1"]),
+                       ("null values ignored", {"only": None, "pin": None}), ("the next UTC day", {"daily_minutes": 0.5})):
+        at = 86400.0 + 10 if name == "the next UTC day" else None
+        out.append({"name": name, "learner": 0, "n_events": 4, "now": at, "constraints": cons, "free": None,
+                    "expected": _answer(rec, events, at, cons)})
+    assert now is not None
+    kinds_ok = {c["name"] for c in out if "item_id" in c["expected"]}
+    kinds_err = {c["expected"]["error"] for c in out if "error" in c["expected"]}
+    assert {"only", "exclude", "pin", "forbid_skills", "review_skills", "several"} <= kinds_ok, kinds_ok
+    assert kinds_err == {"ConstraintError", "DailyCapReached"}, kinds_err
+    (FIXTURES / "constraints.json").write_text(json.dumps({"generated_by": "clients/node/test/make_fixture.py",
+                                                            "cases": out}, separators=(",", ":")) + "\n")
+    return len(out)
 
 
 def main() -> int:
@@ -128,11 +195,22 @@ def main() -> int:
                "learners": learners, "cases": cases, "bad_inputs": bad}
     (FIXTURES / "parity.json").write_text(json.dumps(fixture, separators=(",", ":")) + "\n")
     gaps = [sorted(c["expected"]["scores"])[-1] - sorted(c["expected"]["scores"])[-2] for c in cases]
-    size = sum(p.stat().st_size for p in FIXTURES.rglob("*") if p.is_file())
     print(f"wrote {FIXTURES}: {len(learners)} learners, {len(cases)} decisions, {len(bad)} bad inputs; "
-          f"smallest top-2 score gap {min(gaps):.3g}; {size / 1024:.0f} KiB")
+          f"smallest top-2 score gap {min(gaps):.3g}")
+    return derived()
+
+
+def derived() -> int:
+    """The fixtures computed from the committed bundle and parity.json's learners and decisions."""
+    from pedagogym.deploy import Recommender
+
+    rec = Recommender(FIXTURES / "bundle")
+    parity = json.loads((FIXTURES / "parity.json").read_text())
+    n_constraints = write_constraint_fixture(rec, parity["learners"], parity["cases"])
+    size = sum(p.stat().st_size for p in FIXTURES.rglob("*") if p.is_file())
+    print(f"wrote {FIXTURES}: {n_constraints} constraint cases; {size / 1024:.0f} KiB in all")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(derived() if sys.argv[1:] == ["--derived"] else main())
