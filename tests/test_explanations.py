@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pedagogym.deploy import Recommender
-from pedagogym.deploy.bundle import curriculum_hash
+from pedagogym.deploy.bundle import Bundle, curriculum_hash
 from pedagogym.deploy.explain import ExplainError, ExplainOptions, feature_groups
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -304,3 +304,47 @@ def test_http_malformed_explain_is_a_422_naming_the_parameter(case):
     (status, got), (health, _) = _post_all([{"events": PARITY["learners"][0]["events"][:3], "explain": value}])
     assert status == 422 and got["detail"].startswith("explain"), got
     assert health == 200
+
+
+# ---- the Node client: the same explanations ----------------------------------------------------------
+def _close(got, want, at="explanation") -> list[str]:
+    """Differences between two JSON values: numbers to 1e-5 (onnxruntime versions), the rest equal."""
+    if isinstance(want, (int, float)) and not isinstance(want, bool) and isinstance(got, (int, float)) \
+            and not isinstance(got, bool):
+        return [] if abs(got - want) <= 1e-5 else [f"{at}: {got} != {want}"]
+    if isinstance(want, dict) and isinstance(got, dict):
+        return [d for k in sorted(set(got) | set(want)) for d in _close(got.get(k, "<missing>"), want.get(k, "<missing>"),
+                                                                       f"{at}.{k}")]
+    if isinstance(want, list) and isinstance(got, list) and len(got) == len(want):
+        return [d for k, (g, w) in enumerate(zip(got, want)) for d in _close(g, w, f"{at}[{k}]")]
+    return [] if got == want else [f"{at}: {got!r} != {want!r}"]
+
+
+def test_node_explain_fixture_matches_the_current_python_runtime():
+    """clients/node/test/fixtures/explain.json holds what this runtime explains (else rerun
+    `python clients/node/test/make_fixture.py --derived` from the repository root with this package)."""
+    fx = json.loads((FIXTURES / "explain.json").read_text())
+    assert len(fx["cases"]) > 80 and fx["locked_cases"] and fx["bad_explain"]
+    for c in fx["cases"]:
+        events = c["events"] if "events" in c else PARITY["learners"][c["learner"]]["events"][: c["n_events"]]
+        out = REC.recommend(events, c["constraints"], now=c["now"], explain=c["explain"])
+        assert (out["item_id"], out["eligible"]) == (c["expected"]["item_id"], c["expected"]["eligible"]), c["name"]
+        assert _close(out["explanation"], c["expected"]["explanation"]) == [], c["name"]
+    m = json.loads(json.dumps(REC.manifest))  # the fixture's curriculum edit that locks every item
+    edit = fx["locked_edit"]
+    next(s for s in m["curriculum"]["spec"]["skills"] if s["id"] == edit["skill"])["prerequisites"] = edit["prerequisites"]
+    m["curriculum"]["content_hash"] = curriculum_hash(m["curriculum"]["spec"])
+    locked = Recommender(Bundle(path=REC.bundle.path, manifest=m, model_bytes=REC.bundle.model_bytes))
+    for c in fx["locked_cases"]:
+        out = locked.recommend(c["events"], now=c["now"], explain=c["explain"])
+        assert _close(out["explanation"], c["expected"]["explanation"]) == [] and not out["explanation"]["chosen"]["unlocked"]
+    for b in fx["bad_explain"]:
+        with pytest.raises(ExplainError) as err:
+            REC.recommend(PARITY["learners"][0]["events"][:3], explain=b["explain"])
+        assert str(err.value) == b["expected"]["message"]
+
+
+def test_node_client_explanations_equal_the_python_runtime():
+    from node_client import node_test
+
+    node_test(["test/explain.test.js"])

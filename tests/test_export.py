@@ -465,15 +465,16 @@ def test_http_matches_the_jax_policy_on_10000_recorded_decisions(served, recorde
 
 
 def test_http_answers_the_fixture_logs_like_the_runtime(served):
-    """ISO 8601 / epoch timestamps, constraints and features over HTTP = the Python runtime."""
+    """ISO 8601 / epoch timestamps, constraints, features and explanations over HTTP = the Python runtime."""
     http, r = served["http"], served["recommender"]
     fx = _fixture()
-    for c in fx["cases"][::3]:
+    for k, c in enumerate(fx["cases"][::3]):
         events = fx["learners"][c["learner"]]["events"][: c["n_events"]]
+        explain = [False, True, {"top_k": 5, "review_after_days": 0}][k % 3]
         status, got = http("POST", "/recommend", {"events": events, "now": c["now"], "constraints": c["constraints"],
-                                                  "include_features": True})
+                                                  "include_features": True, "explain": explain})
         assert status == 200, got
-        want = r.recommend(events, c["constraints"], now=c["now"], include_features=True)
+        want = r.recommend(events, c["constraints"], now=c["now"], include_features=True, explain=explain)
         assert got == {k: v for k, v in want.items() if v is not None}  # (the service omits nulls)
 
 
@@ -497,7 +498,9 @@ def test_http_rejects_malformed_bodies(served):
                         ({"events": _events(), "constraints": {"avoid": ["a1"]}}, "extra"),
                         ({"events": _events(), "now": [1]}, "now"),
                         ({"events": _events(), "now": -1e12}, "before the last event"),
-                        ({"events": _events(), "include_features": "yes"}, "include_features")):
+                        ({"events": _events(), "include_features": "yes"}, "include_features"),
+                        ({"events": _events(), "explain": "yes"}, "explain"),
+                        ({"events": _events(), "explain": {"top_k": -1}}, "explain.top_k")):
         status, got = http("POST", "/recommend", body)
         assert status == 422 and match in got["detail"].lower(), (body, got)
     status, got = http("POST", "/recommend", raw=b"{not json")

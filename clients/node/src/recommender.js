@@ -3,6 +3,7 @@ import ort from 'onnxruntime-node';
 
 import { loadBundle, BundleError } from './bundle.js';
 import { EventError, parseEvents, parseTimestamp, timeOnTaskToday, typeName } from './events.js';
+import { Explainer, parseExplainOptions } from './explain.js';
 import { actionMask, featureSpec, featurize, replay } from './features.js';
 import { pyFixed, pyG, pyRepr, pyTruthy } from './pyjson.js';
 
@@ -40,6 +41,7 @@ export class Recommender {
     this.itemIds = bundle.manifest.actions.item_ids;
     this.itemIndex = new Map(this.itemIds.map((id, k) => [id, k]));
     this.skillIndex = new Map(spec.skillIds.map((id, k) => [id, k]));
+    this.explainer = new Explainer(spec, CONSTRAINT_KEYS);
     this.featureNames = bundle.manifest.observation.feature_names;
     // batch-1 buffers reused by every decision
     this.obs = new Float32Array(spec.nFeatures);
@@ -153,14 +155,18 @@ export class Recommender {
     return out;
   }
 
-  /** The next item for one learner; same answer as the Python Recommender.recommend. */
-  async recommend(events, { constraints = null, now = null, learnerId = null, includeFeatures = false } = {}) {
+  /** The next item for one learner; same answer as the Python Recommender.recommend.
+   * explain: true, or options {top_k, top_features, review_after_days, max_review}, adds
+   * `explanation` (src/explain.js; the Python runtime's, field for field). */
+  async recommend(events, { constraints = null, now = null, learnerId = null, includeFeatures = false, explain = false } = {}) {
+    const opts = parseExplainOptions(explain);
     const evs = parseEvents(events, this.itemIndex, learnerId);
     const lid = learnerId ?? (Array.isArray(events) ? events.find((e) => e && e.learner_id)?.learner_id ?? null : null);
     const h = this.state(evs, now);
     const obs = featurize(this.spec, h);
     const nowS = now === null || now === undefined ? null : parseTimestamp(now, 'now');
-    const mask = this.constrain(actionMask(this.spec, h), constraints, evs, nowS);
+    const baseMask = actionMask(this.spec, h);
+    const mask = this.constrain(baseMask, constraints, evs, nowS);
     const { scores, action } = await this.decide(obs, mask);
     const out = {
       learner_id: lid,
@@ -173,6 +179,12 @@ export class Recommender {
       policy: this.manifest.policy.name ?? null,
     };
     if (includeFeatures) out.features = Object.fromEntries(this.featureNames.map((n, k) => [n, obs[k]]));
+    if (opts !== null) {
+      const spent = constraints && constraints.daily_minutes !== undefined && constraints.daily_minutes !== null
+        ? timeOnTaskToday(evs, nowS) : null;
+      out.explanation = await this.explainer.explain(h, obs, baseMask, mask, scores, action, opts,
+        (o, m, n) => this.run(o, m, n), (m, c) => this.constrain(m, c), constraints, spent);
+    }
     return out;
   }
 }
