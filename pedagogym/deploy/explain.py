@@ -171,6 +171,32 @@ Run = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 Constrain = Callable[[np.ndarray, Mapping[str, Any]], np.ndarray]
 
 
+@dataclass(frozen=True)
+class _Facts:
+    """The learner state as Python values, read once per explanation (float32 values exactly)."""
+
+    belief: list[float]
+    skill_attempts: list[int]
+    skill_correct: list[int]
+    item_attempts: list[int]
+    item_correct: list[int]
+    days_since: list[float | None]  # days between the decision time and the item's last event
+    met: list[bool]  # as a prerequisite
+    unlocked: list[bool]  # skills
+    item_ok: list[bool]  # items unlocked
+    mask: list[bool]  # eligible after the constraints
+
+    @classmethod
+    def of(cls, spec: FeatureSpec, h: LearnerState, mask: np.ndarray) -> "_Facts":
+        ints = lambda x: [int(v) for v in x.tolist()]  # noqa: E731
+        days = np.maximum((h.t - h.item_last_t).astype(np.float32), _F(0)).tolist()
+        return cls(belief=h.belief.tolist(), skill_attempts=ints(h.skill_attempts), skill_correct=ints(h.skill_correct),
+                   item_attempts=ints(h.item_attempts), item_correct=ints(h.item_correct),
+                   days_since=[d if seen else None for d, seen in zip(days, (h.item_last_t >= 0).tolist())],
+                   met=prerequisite_met(spec, h.belief).tolist(), unlocked=skills_unlocked(spec, h.belief).tolist(),
+                   item_ok=items_unlocked(spec, h.belief).tolist(), mask=np.asarray(mask, bool).tolist())
+
+
 class Explainer:
     """Builds the explanation of one decision; made once per bundle (groups, baseline)."""
 
@@ -181,39 +207,37 @@ class Explainer:
         self.groups = feature_groups(spec)
         self.baseline = featurize(spec, LearnerState.initial(spec))  # a new learner's observation
         self.prereqs_of = [np.flatnonzero(spec.prereq[s] > 0).tolist() for s in range(spec.n_skills)]
+        # the groups' feature positions, padded with a dummy position D (one past the observation)
+        width = max(len(g.features) for g in self.groups)
+        self._positions = np.full((len(self.groups), width), spec.n_features, np.int64)
+        for g, grp in enumerate(self.groups):
+            self._positions[g, :len(grp.features)] = grp.features
+        self._baseline_ext = np.append(self.baseline, _F(0))
 
     # ---- pieces ------------------------------------------------------------------------------
-    def _days_since(self, h: LearnerState, i: int) -> float | None:
-        if h.item_last_t[i] < 0:
-            return None
-        return float(np.maximum(_F(h.t - h.item_last_t[i]), _F(0)))
-
-    def _skill(self, h: LearnerState, s: int, met: np.ndarray, unlocked: np.ndarray) -> dict[str, Any]:
-        n, c = int(h.skill_attempts[s]), int(h.skill_correct[s])
-        return {"skill_id": self.spec.skill_ids[s], "belief": float(h.belief[s]), "attempts": n, "correct": c,
+    def _skill(self, f: _Facts, s: int) -> dict[str, Any]:
+        n, c = f.skill_attempts[s], f.skill_correct[s]
+        return {"skill_id": self.spec.skill_ids[s], "belief": f.belief[s], "attempts": n, "correct": c,
                 "accuracy": c / n if n else None,
-                "prerequisites": [{"skill_id": self.spec.skill_ids[p], "belief": float(h.belief[p]), "met": bool(met[p])}
+                "prerequisites": [{"skill_id": self.spec.skill_ids[p], "belief": f.belief[p], "met": f.met[p]}
                                   for p in self.prereqs_of[s]],
-                "unlocked": bool(unlocked[s])}
+                "unlocked": f.unlocked[s]}
 
-    def _item_history(self, h: LearnerState, i: int) -> str:
-        n, c = int(h.item_attempts[i]), int(h.item_correct[i])
+    def _item_history(self, f: _Facts, i: int) -> str:
+        n, c = f.item_attempts[i], f.item_correct[i]
         if n == 0:
             return "new to this learner"
-        days = self._days_since(h, i)
         result = f"{c} correct" if self.spec.observed[i] else "no correctness recorded"
-        return f"seen {_plural(n, 'time')} ({result}), last {_ago(days)} ago"
+        return f"seen {_plural(n, 'time')} ({result}), last {_ago(f.days_since[i])} ago"
 
-    def _group_text(self, g: FeatureGroup, h: LearnerState) -> str:
+    def _group_text(self, g: FeatureGroup, h: LearnerState, f: _Facts) -> str:
         spec = self.spec
         if g.kind == "belief":
-            return (f"belief in '{spec.skill_ids[g.index]}' is {float(h.belief[g.index]):.2f} "
-                    f"(a new learner: {float(spec.p_init[g.index]):.2f})")
+            return f"belief in '{spec.skill_ids[g.index]}' is {f.belief[g.index]:.2f} (a new learner: {float(spec.p_init[g.index]):.2f})"
         if g.kind == "practice":
-            n, c = int(h.skill_attempts[g.index]), int(h.skill_correct[g.index])
-            return f"{_plural(n, 'attempt')} on '{spec.skill_ids[g.index]}', {c} correct"
+            return f"{_plural(f.skill_attempts[g.index], 'attempt')} on '{spec.skill_ids[g.index]}', {f.skill_correct[g.index]} correct"
         if g.kind == "history":
-            return f"item '{spec.item_ids[g.index]}' {self._item_history(h, g.index)}"
+            return f"item '{spec.item_ids[g.index]}' {self._item_history(f, g.index)}"
         if g.kind == "last_response":
             verdict = "correct" if float(h.last_correct) > 0 else "not correct"
             return f"the last response was {verdict} and took {float(h.last_rt):.0f} s"
@@ -221,6 +245,16 @@ class Explainer:
             return f"{_plural(h.step, 'item')} presented so far (horizon {int(spec.horizon)})"
         seconds = float(_F(_F(h.t - h.session_start) * _F(SECONDS_PER_DAY)))
         return f"session {h.session + 1}, {seconds / 60.0:.1f} min since it started"
+
+    def _occluded(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(int[G'] groups that differ from a new learner's, float32[G', D] the observation with each
+        of them reset to the new learner's values)."""
+        obs_ext = np.append(obs, _F(0))
+        pos = self._positions
+        groups = np.flatnonzero((obs_ext[pos] != self._baseline_ext[pos]).any(axis=1))
+        rows = np.repeat(obs_ext[None], len(groups), axis=0)
+        rows[np.arange(len(groups))[:, None], pos[groups]] = self._baseline_ext[pos[groups]]
+        return groups, rows[:, :-1]
 
     # ---- the explanation -----------------------------------------------------------------------
     def explain(self, h: LearnerState, obs: np.ndarray, base_mask: np.ndarray, mask: np.ndarray, scores: np.ndarray,
@@ -231,72 +265,62 @@ class Explainer:
         the runtime's constraint rule; ``spent_today_s``: time on task today (daily cap)."""
         spec, a = self.spec, int(action)
         item_ids, skill_ids = spec.item_ids, spec.skill_ids
-        met = prerequisite_met(spec, h.belief)
-        unlocked = skills_unlocked(spec, h.belief)
-        item_ok = items_unlocked(spec, h.belief)
-        skills = [self._skill(h, s, met, unlocked) for s in range(spec.n_skills)]
+        f = _Facts.of(spec, h, mask)
+        score = scores.tolist()
+        skills = [self._skill(f, s) for s in range(spec.n_skills)]
 
         # items due for review
-        due = []
-        for i in range(spec.n_items):
-            days = self._days_since(h, i)
-            if days is not None and days >= opts.review_after_days:
-                due.append((days, i))
-        due.sort(key=lambda d: (-d[0], d[1]))
+        due = sorted(((d, i) for i, d in enumerate(f.days_since) if d is not None and d >= opts.review_after_days),
+                     key=lambda d: (-d[0], d[1]))
         due_set = {i for _, i in due}
 
         def due_entry(days: float, i: int) -> dict[str, Any]:
-            n, c = int(h.item_attempts[i]), int(h.item_correct[i])
-            beliefs = [float(h.belief[s]) for s in spec.skills_of[i]]
-            return {"item_id": item_ids[i], "days_since_last": days, "attempts": n, "accuracy": c / n,
-                    "skills": [skill_ids[s] for s in spec.skills_of[i]],
-                    "weakest_belief": min(beliefs) if beliefs else None, "eligible": bool(mask[i])}
+            beliefs = [f.belief[s] for s in spec.skills_of[i]]
+            return {"item_id": item_ids[i], "days_since_last": days, "attempts": f.item_attempts[i],
+                    "accuracy": f.item_correct[i] / f.item_attempts[i], "skills": [skill_ids[s] for s in spec.skills_of[i]],
+                    "weakest_belief": min(beliefs) if beliefs else None, "eligible": f.mask[i]}
 
-        # one batched model call: the real observation, each differing feature group reset to a
-        # new learner's values, and (when the constraints removed items) the unconstrained mask
+        # one batched model call: the real observation, each feature group that differs from a new
+        # learner's reset to the new learner's values, and (when the constraints removed items) the
+        # unconstrained mask
         narrowed = not np.array_equal(mask, base_mask)
-        rows, masks, occluded = [obs], [mask], []
-        if opts.top_features > 0:
-            for g, grp in enumerate(self.groups):
-                idx = list(grp.features)
-                if np.array_equal(obs[idx], self.baseline[idx]):
-                    continue
-                o = obs.copy()
-                o[idx] = self.baseline[idx]
-                rows.append(o)
-                masks.append(mask)
-                occluded.append(g)
-        if narrowed:
-            rows.append(obs)
-            masks.append(base_mask)
-        batch_scores, batch_actions = run(np.stack(rows), np.stack(masks)) if len(rows) > 1 else (None, None)
+        occluded, rows = self._occluded(obs) if opts.top_features > 0 else \
+            (np.zeros(0, np.int64), np.zeros((0, len(obs)), np.float32))
+        n_rows = 1 + len(occluded) + int(narrowed)
+        batch_scores = batch_actions = None
+        if n_rows > 1:
+            batch_obs = np.concatenate([obs[None], rows] + ([obs[None]] if narrowed else []))
+            batch_mask = np.repeat(mask[None], n_rows, axis=0)
+            if narrowed:
+                batch_mask[-1] = base_mask
+            batch_scores, batch_actions = run(batch_obs, batch_mask)
 
         attribution = None
         if opts.top_features > 0:
-            ref = float(batch_scores[0, a]) if batch_scores is not None else float(scores[a])
+            ref = float(batch_scores[0, a]) if batch_scores is not None else score[a]
             floor = ATTRIBUTION_RTOL * max(1.0, abs(ref))
-            effects = [(g, ref - float(batch_scores[k + 1, a])) for k, g in enumerate(occluded)]
+            occluded_scores = batch_scores[1:1 + len(occluded), a].tolist() if len(occluded) else []
+            effects = [(int(g), ref - s) for g, s in zip(occluded, occluded_scores)]
             effects = sorted((e for e in effects if abs(e[1]) >= floor), key=lambda e: (-abs(e[1]), e[0]))
             groups = []
             for g, eff in effects[:opts.top_features]:
                 grp = self.groups[g]
                 groups.append({"group": grp.key, "features": [self.names[k] for k in grp.features], "effect": eff,
-                               "text": f"{self._group_text(grp, h)}; this {'raises' if eff > 0 else 'lowers'} the "
+                               "text": f"{self._group_text(grp, h, f)}; this {'raises' if eff > 0 else 'lowers'} the "
                                        f"score of '{item_ids[a]}' by {abs(eff):.2f}"})
             attribution = {"method": "occlusion", "baseline": "a new learner (no events)", "item_id": item_ids[a],
                            "groups": groups}
 
         # alternatives: the next-highest eligible scores (ties: lowest index, as the argmax)
-        chosen_score = float(scores[a])
-        others = sorted((j for j in range(spec.n_items) if mask[j] and j != a), key=lambda j: (-float(scores[j]), j))
+        others = sorted((j for j in range(spec.n_items) if f.mask[j] and j != a), key=lambda j: (-score[j], j))
         alternatives = []
         for j in others[:opts.top_k]:
-            gap = chosen_score - float(scores[j])
-            practises = ", ".join(f"'{skill_ids[s]}' (belief {float(h.belief[s]):.2f})" for s in spec.skills_of[j])
-            reason = f"scored {gap:.2f} below '{item_ids[a]}'; practises {practises}; {self._item_history(h, j)}"
+            gap = score[a] - score[j]
+            practises = ", ".join(f"'{skill_ids[s]}' (belief {f.belief[s]:.2f})" for s in spec.skills_of[j])
+            reason = f"scored {gap:.2f} below '{item_ids[a]}'; practises {practises}; {self._item_history(f, j)}"
             if j in due_set:
                 reason += "; due for review"
-            alternatives.append({"item_id": item_ids[j], "score": float(scores[j]), "score_gap": gap,
+            alternatives.append({"item_id": item_ids[j], "score": score[j], "score_gap": gap,
                                  "skills": [skill_ids[s] for s in spec.skills_of[j]], "reason": reason})
 
         # teacher constraints
@@ -304,30 +328,30 @@ class Explainer:
         applied = [k for k in self.constraint_keys if constraints and constraints.get(k) is not None
                    and not (k == "review_skills" and not constraints[k])]
         if applied:
+            base = np.asarray(base_mask, bool)
             narrowed_by = {}
             for k in applied:
                 if k == "daily_minutes":
                     continue
-                alone = constrain(base_mask, {k: constraints[k]})
-                removed = [item_ids[i] for i in range(spec.n_items) if base_mask[i] and not alone[i]]
-                if removed:
-                    narrowed_by[k] = removed
+                removed = np.flatnonzero(base & ~np.asarray(constrain(base_mask, {k: constraints[k]}), bool))
+                if len(removed):
+                    narrowed_by[k] = [item_ids[i] for i in removed]
             free = int(batch_actions[-1]) if narrowed else a
-            cons = {"applied": applied, "eligible_without": int(base_mask.sum()), "eligible_with": int(mask.sum()),
+            cons = {"applied": applied, "eligible_without": int(base.sum()), "eligible_with": sum(f.mask),
                     "narrowed_by": narrowed_by, "unconstrained_choice": item_ids[free], "changed_choice": free != a}
             if "daily_minutes" in applied:
                 cap = float(constraints["daily_minutes"])
                 today = (spent_today_s or 0.0) / 60.0
                 cons["daily"] = {"cap_minutes": cap, "minutes_today": today, "minutes_left": max(cap - today, 0.0)}
 
-        n, c = int(h.item_attempts[a]), int(h.item_correct[a])
-        chosen = {"item_id": item_ids[a], "score": chosen_score,
-                  "skills": [skills[s] for s in spec.skills_of[a]], "attempts": n, "correct": c,
-                  "days_since_last": self._days_since(h, a), "unlocked": bool(item_ok[a]), "due_for_review": a in due_set}
-        locked = [{"item_id": item_ids[i], "missing": sorted({skill_ids[p] for s in spec.skills_of[i]
-                                                               for p in self.prereqs_of[s] if not met[p]},
-                                                              key=skill_ids.index)}
-                  for i in range(spec.n_items) if spec.item_available[i] and not item_ok[i]]
+        chosen = {"item_id": item_ids[a], "score": score[a], "skills": [skills[s] for s in spec.skills_of[a]],
+                  "attempts": f.item_attempts[a], "correct": f.item_correct[a], "days_since_last": f.days_since[a],
+                  "unlocked": f.item_ok[a], "due_for_review": a in due_set}
+        available = spec.item_available.tolist()
+        locked = [{"item_id": item_ids[i], "missing": [skill_ids[p] for p in sorted({p for s in spec.skills_of[i]
+                                                                                   for p in self.prereqs_of[s]
+                                                                                   if not f.met[p]})]}
+                  for i in range(spec.n_items) if available[i] and not f.item_ok[i]]
         out = {
             "summary": "",
             "chosen": chosen,
@@ -340,7 +364,7 @@ class Explainer:
             "constraints": cons,
             "attribution": attribution,
         }
-        out["summary"] = self._summary(out, int(mask.sum()))
+        out["summary"] = self._summary(out, sum(f.mask))
         return out
 
     def _summary(self, ex: dict[str, Any], n_eligible: int) -> str:
