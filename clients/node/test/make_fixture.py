@@ -6,6 +6,8 @@ featurizer changes):
                                                           # bundle and parity.json (constraints.json,
                                                           # explain.json)
 
+(with this checkout's ``pedagogym`` importable: an editable install of it, or ``PYTHONPATH=.``)
+
 - ``fixtures/bundle/``: a small deterministic policy (a random-weight MLP 32 -> 16 -> 6 with
   observation normalisation) on the ``tiny`` curriculum, exported by ``pedagogym export``'s code;
 - ``fixtures/parity.json``: event logs of learners simulated under hand-written policies
