@@ -37,8 +37,8 @@ observation; ``belief`` is the BKT observer's posterior, the ``belief[...]`` fea
                      eligible_with, narrowed_by ({key: item ids that constraint alone removes from
                      the prerequisite-eligible items}), unconstrained_choice, changed_choice,
                      daily (with daily_minutes: {cap_minutes, minutes_today, minutes_left})}
-    attribution      null when top_features is 0, else {method: "occlusion", baseline, item_id, groups: [{group, features,
-                     effect, text}]}
+    attribution      null when top_features is 0, else {method: "occlusion", baseline, item_id,
+                     groups: [{group, features, effect, text}]}
 
 Definitions.
 
@@ -49,6 +49,9 @@ Definitions.
   ``unlocked`` when all its prerequisites are met; an item when all its skills are (the
   action mask's rule, :func:`pedagogym.deploy.features.action_mask`). ``chosen.unlocked`` is
   false only when every item was locked and the mask fell back to all available items.
+- ``summary`` and ``reason`` texts round like Python's ``format`` (half to even on exact
+  ties); beliefs to 2 decimals, times as s / min / h / days.
+- ``recommend_many`` (batched learners) does not explain; call ``recommend`` per learner.
 - Due for review: an item presented before whose last presentation is at least
   ``review_after_days`` days before the decision time (``days_since_last``, the quantity
   behind the ``item_recency`` feature). Listed most overdue first (ties: curriculum order).
