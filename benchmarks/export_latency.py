@@ -7,8 +7,11 @@ What it measures, on this machine, local only (HTTP on 127.0.0.1):
 - export: building, verifying (32 simulated learners) and writing a bundle for an MLP actor of
   the PPO agent's default size (128, 128, tanh, observation normalisation);
 - python_onnxruntime: one decision at batch 1 (single-thread session, inputs bound once and
-  reused): the model call alone, and the whole ``recommend`` from an event log;
+  reused): the model call alone, and the whole ``recommend`` from an event log, without and with
+  ``explain=True`` (occlusion over every feature group that differs from a new learner's: one
+  batched model call) and with ``explain={"top_features": 0}`` (no attribution);
 - node: the same with the Node client (``clients/node/bench/latency.js``);
+- http: ``"explain": true`` requests are timed too;
 - http: ``pedagogym serve`` under a bounded load: sequential requests on one keep-alive
   connection (latency), then a few concurrent connections (requests per second).
 """
@@ -84,15 +87,25 @@ def bench_python(bundle: Path, obs: np.ndarray, mask: np.ndarray, events: list, 
         run(binding)
         bare[i] = clock() - t0
     n_full = max(1, n // 10)
-    full = np.empty(n_full, np.int64)
-    for i in range(n_full):
-        t0 = clock()
-        rec.recommend(events)
-        full[i] = clock() - t0
+
+    def timed(**kw) -> np.ndarray:
+        out = np.empty(n_full, np.int64)
+        for i in range(n_full):
+            t0 = clock()
+            rec.recommend(events, **kw)
+            out[i] = clock() - t0
+        return out
+
+    full = timed()
+    explained = timed(explain=True)
+    no_attribution = timed(explain={"top_features": 0})
     import onnxruntime
 
+    n_groups = len(rec.recommend(events, explain={"top_features": 100})["explanation"]["attribution"]["groups"])
     return {"onnxruntime": onnxruntime.__version__, "decide_batch1": quantiles(times), "session_run_only": quantiles(bare),
-            "recommend_from_events": {**quantiles(full), "events": len(events)}}
+            "recommend_from_events": {**quantiles(full), "events": len(events)},
+            "recommend_explained": {**quantiles(explained), "attributed_groups": n_groups},
+            "recommend_explained_without_attribution": quantiles(no_attribution)}
 
 
 def bench_node(bundle: Path, obs: np.ndarray, mask: np.ndarray, events: list, n: int) -> dict:
@@ -122,7 +135,7 @@ def bench_http(bundle: Path, events: list, n_requests: int, concurrency: int) ->
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "pedagogym.export.cli", "serve", str(bundle), "--port", str(port)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    body = json.dumps({"events": events}).encode()
+    plain = json.dumps({"events": events}).encode()
     headers = {"content-type": "application/json"}
     try:
         for _ in range(300):
@@ -137,7 +150,7 @@ def bench_http(bundle: Path, events: list, n_requests: int, concurrency: int) ->
         else:
             return {"error": "server did not start"}
 
-        def client(k: int, out: list[int]) -> None:
+        def client(k: int, out: list[int], body: bytes = plain) -> None:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             for _ in range(k):
                 t0 = time.perf_counter_ns()
@@ -162,7 +175,10 @@ def bench_http(bundle: Path, events: list, n_requests: int, concurrency: int) ->
             t.join()
         conc_s = time.perf_counter() - t0
         conc = [x for p in per for x in p]
+        explained: list[int] = []
+        client(n_requests, explained, json.dumps({"events": events, "explain": True}).encode())
         return {"events_per_request": len(events), "sequential": {**quantiles(seq), "requests_per_s": round(seq_rps, 1)},
+                "sequential_explained": quantiles(explained),
                 "concurrent": {**quantiles(conc), "connections": concurrency,
                                "requests_per_s": round(len(conc) / conc_s, 1)}}
     finally:

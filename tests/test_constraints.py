@@ -163,3 +163,31 @@ def test_http_constraints_and_clear_errors_keep_the_service_up():
             assert (await post({"events": ev})).json() == free
 
     asyncio.run(run())
+
+
+# ---- the Node client: the same constraints, answers and errors --------------------------------------
+def test_node_constraint_fixture_matches_the_current_python_runtime():
+    """clients/node/test/fixtures/constraints.json holds what this runtime answers for every
+    constraint kind, infeasible set and malformed value (else rerun make_fixture.py --derived)."""
+    fixtures = FIXTURE_BUNDLE.parent
+    learners = json.loads((fixtures / "parity.json").read_text())["learners"]
+    cases = json.loads((fixtures / "constraints.json").read_text())["cases"]
+    errors = set()
+    for c in cases:
+        events = learners[c["learner"]]["events"][: c["n_events"]]
+        try:
+            out = REC.recommend(events, c["constraints"], now=c["now"])
+            got = {"item_id": out["item_id"], "eligible": out["eligible"]}
+        except ConstraintError as exc:
+            got = {"error": type(exc).__name__, "message": str(exc)}
+            errors.add(got["error"])
+        assert got == c["expected"], c["name"]
+    assert errors == {"ConstraintError", "DailyCapReached"}
+    assert {c["name"] for c in cases} >= {"only", "exclude", "pin", "forbid_skills", "review_skills", "several",
+                                          "daily_minutes reached", "forbid every skill", "unknown key"}
+
+
+def test_node_client_constraints_equal_the_python_runtime():
+    from node_client import node_test
+
+    node_test(["test/constraints.test.js"])

@@ -31,6 +31,8 @@ from pedagogym.export import (EXPORTERS, NOT_EXPORTABLE, OPSET, ExportError, Exp
 from pedagogym.export.cli import add_export_parsers, main as cli_main
 from pedagogym.export.record import decision_points, event_logs, obs_index, record_episodes
 
+from node_client import node_test
+
 ROOT = Path(__file__).resolve().parents[1]
 NODE_DIR = ROOT / "clients" / "node"
 FIXTURE_BUNDLE = NODE_DIR / "test" / "fixtures" / "bundle"
@@ -343,42 +345,9 @@ def test_deploy_and_serve_import_neither_jax_nor_torch():
 
 
 # ---- the Node client ------------------------------------------------------------------------------------
-def _node() -> str:
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("Node.js (>= 18) is required by the Node client parity test and was not found on PATH; "
-                    "install Node.js, then run `npm ci` in clients/node")
-    return node
-
-
-def _npm_ci() -> None:
-    if (NODE_DIR / "node_modules" / "onnxruntime-node").is_dir():
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.fail("clients/node/node_modules is missing and npm was not found: run `npm ci` in clients/node")
-    for extra in (["--offline"], []):
-        res = subprocess.run([npm, "ci", "--no-audit", "--no-fund", *extra], cwd=NODE_DIR, capture_output=True,
-                             text=True, timeout=600)
-        if res.returncode == 0:
-            return
-    pytest.fail(f"`npm ci` in clients/node failed; install the client's dependencies by hand:\n{res.stderr[-2000:]}")
-
-
-def _node_test(fixture: Path | None = None) -> str:
-    node = _node()
-    _npm_ci()
-    env = {**os.environ, **({"PEDAGOGYM_PARITY_FIXTURE": str(fixture)} if fixture else {})}
-    env.pop("NODE_OPTIONS", None)
-    res = subprocess.run([node, "--test", "test/"], cwd=NODE_DIR, capture_output=True, text=True, timeout=300, env=env)
-    assert res.returncode == 0, f"node --test failed:\n{res.stdout[-6000:]}\n{res.stderr[-3000:]}"
-    assert "# fail 0" in res.stdout and "# pass 6" in res.stdout and "# skipped 0" in res.stdout, res.stdout[-3000:]
-    return res.stdout
-
-
 def test_node_client_gives_the_python_answers():
     """The committed fixture: epoch, ISO 8601 and relative timestamps, constraints, bad inputs."""
-    out = _node_test()
+    out = node_test()  # every Node test file: parity, constraints, explanations
     assert f"{FIXTURE}: {len(_fixture()['cases'])} decisions" in out
 
 
@@ -390,7 +359,7 @@ def test_node_client_matches_the_jax_policy_on_10000_recorded_decisions(recorded
     path = tmp_path / "recorded.json"
     path.write_text(json.dumps({"bundle": "bundle", "tolerance": {"features_atol": 1e-6, "scores_atol": 1e-5},
                                 "learners": learners, "cases": cases, "bad_inputs": _fixture()["bad_inputs"]}))
-    out = _node_test(path)
+    out = node_test(["test/parity.test.js"], fixture=path)
     assert f"{path}: {len(cases)} decisions" in out and len(cases) >= 10_000
 
 
@@ -496,15 +465,16 @@ def test_http_matches_the_jax_policy_on_10000_recorded_decisions(served, recorde
 
 
 def test_http_answers_the_fixture_logs_like_the_runtime(served):
-    """ISO 8601 / epoch timestamps, constraints and features over HTTP = the Python runtime."""
+    """ISO 8601 / epoch timestamps, constraints, features and explanations over HTTP = the Python runtime."""
     http, r = served["http"], served["recommender"]
     fx = _fixture()
-    for c in fx["cases"][::3]:
+    for k, c in enumerate(fx["cases"][::3]):
         events = fx["learners"][c["learner"]]["events"][: c["n_events"]]
+        explain = [False, True, {"top_k": 5, "review_after_days": 0}][k % 3]
         status, got = http("POST", "/recommend", {"events": events, "now": c["now"], "constraints": c["constraints"],
-                                                  "include_features": True})
+                                                  "include_features": True, "explain": explain})
         assert status == 200, got
-        want = r.recommend(events, c["constraints"], now=c["now"], include_features=True)
+        want = r.recommend(events, c["constraints"], now=c["now"], include_features=True, explain=explain)
         assert got == {k: v for k, v in want.items() if v is not None}  # (the service omits nulls)
 
 
@@ -528,7 +498,9 @@ def test_http_rejects_malformed_bodies(served):
                         ({"events": _events(), "constraints": {"avoid": ["a1"]}}, "extra"),
                         ({"events": _events(), "now": [1]}, "now"),
                         ({"events": _events(), "now": -1e12}, "before the last event"),
-                        ({"events": _events(), "include_features": "yes"}, "include_features")):
+                        ({"events": _events(), "include_features": "yes"}, "include_features"),
+                        ({"events": _events(), "explain": "yes"}, "explain"),
+                        ({"events": _events(), "explain": {"top_k": -1}}, "explain.top_k")):
         status, got = http("POST", "/recommend", body)
         assert status == 422 and match in got["detail"].lower(), (body, got)
     status, got = http("POST", "/recommend", raw=b"{not json")

@@ -34,6 +34,7 @@ class Event:
     timestamp: float  # epoch seconds (or any origin shared by the learner's events)
 
 
+SECONDS_PER_DAY = 86400.0
 _FIELDS = ("item_id", "correct", "response_time", "timestamp")
 _REQUIRED = frozenset(_FIELDS)
 _ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|z|[+-]\d{2}:?\d{2})?$")
@@ -107,3 +108,19 @@ def parse_events(raw: Any, item_index: Mapping[str, int], learner_id: str | None
         prev_ts = ts
         events.append(Event(item=item_index[item_id], correct=correct, response_time=float(rt), timestamp=ts))
     return events
+
+
+def time_on_task_today(events: Sequence[Event], now_s: float | None = None) -> float | None:
+    """Seconds on task (sum of ``response_time``) of the events that started on the UTC calendar
+    day of the decision time ``now_s`` (default: the end of the last event), up to ``now_s``;
+    None when there is neither an event nor a decision time. What a teacher's daily cap measures."""
+    if now_s is None:
+        now_s = events[-1].timestamp + events[-1].response_time if events else None
+    if now_s is None:
+        return None
+    day_start = math.floor(now_s / SECONDS_PER_DAY) * SECONDS_PER_DAY
+    spent = 0.0
+    for e in events:  # a plain left-to-right float sum (the Node client adds in the same order)
+        if day_start <= e.timestamp <= now_s:
+            spent += e.response_time
+    return spent

@@ -264,9 +264,22 @@ def featurize(spec: FeatureSpec, h: LearnerState) -> np.ndarray:
     ]).astype(np.float32)
 
 
+def prerequisite_met(spec: FeatureSpec, belief: np.ndarray) -> np.ndarray:
+    """bool[S]: skill p counts as met when it is a prerequisite: belief[p] >= unlock_threshold."""
+    return belief >= spec.unlock_threshold
+
+
+def skills_unlocked(spec: FeatureSpec, belief: np.ndarray) -> np.ndarray:
+    """bool[S]: every prerequisite of the skill is met (``Prerequisites.met`` in the simulator)."""
+    return np.all((spec.prereq <= 0) | prerequisite_met(spec, belief)[None, :], axis=1)
+
+
+def items_unlocked(spec: FeatureSpec, belief: np.ndarray) -> np.ndarray:
+    """bool[I]: every skill of the item is unlocked (availability aside)."""
+    return np.all((spec.q <= 0) | skills_unlocked(spec, belief)[None, :], axis=1)
+
+
 def action_mask(spec: FeatureSpec, h: LearnerState) -> np.ndarray:
     """bool[I]: PedagogyEnv.action_mask (prerequisite unlocking on the belief)."""
-    met = np.all((spec.prereq <= 0) | (h.belief[None, :] >= spec.unlock_threshold), axis=1)
-    unlocked = np.all((spec.q <= 0) | met[None, :], axis=1)
-    mask = spec.item_available & unlocked
+    mask = spec.item_available & items_unlocked(spec, h.belief)
     return mask if mask.any() else spec.item_available.copy()

@@ -10,7 +10,8 @@ import numpy as np
 import onnxruntime as ort
 
 from pedagogym.deploy.bundle import Bundle, BundleError, load_bundle
-from pedagogym.deploy.events import Event, EventError, parse_events, parse_timestamp
+from pedagogym.deploy.events import Event, EventError, parse_events, parse_timestamp, time_on_task_today
+from pedagogym.deploy.explain import ExplainOptions, Explainer
 from pedagogym.deploy.features import FeatureSpec, LearnerState, action_mask, featurize, replay
 
 
@@ -23,7 +24,6 @@ class DailyCapReached(ConstraintError):
 
 
 CONSTRAINT_KEYS = ("only", "exclude", "pin", "forbid_skills", "review_skills", "daily_minutes")
-SECONDS_PER_DAY = 86400.0
 
 
 def make_session(model_bytes: bytes, threads: int = 1) -> ort.InferenceSession:
@@ -54,6 +54,7 @@ class Recommender:
         self.item_ids: list[str] = self.bundle.item_ids
         self.item_index = {iid: k for k, iid in enumerate(self.item_ids)}
         self.session = make_session(self.bundle.model_bytes, threads)
+        self.explainer = Explainer(self.spec, CONSTRAINT_KEYS)
         d, n = self.spec.n_features, self.spec.n_items
         ins = {i.name: i.shape for i in self.session.get_inputs()}
         outs = {o.name for o in self.session.get_outputs()}
@@ -163,11 +164,8 @@ class Recommender:
         if cap is not None:
             if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not cap > 0 or not np.isfinite(cap):
                 raise ConstraintError(f"constraints.daily_minutes: expected a positive number of minutes, got {cap!r}")
-            if now_s is None:
-                now_s = events[-1].timestamp + events[-1].response_time if events else None
-            if now_s is not None:
-                day_start = np.floor(now_s / SECONDS_PER_DAY) * SECONDS_PER_DAY
-                spent = sum(e.response_time for e in events if day_start <= e.timestamp <= now_s)
+            spent = time_on_task_today(events, now_s)
+            if spent is not None:
                 if spent >= 60.0 * cap:
                     raise DailyCapReached(f"constraints.daily_minutes: the daily cap of {cap:g} min is reached "
                                           f"({spent / 60.0:.1f} min on task today, UTC); next item tomorrow")
@@ -176,14 +174,19 @@ class Recommender:
         return out
 
     def recommend(self, events: Any, constraints: Mapping[str, Any] | None = None, *, now: Any = None,
-                  learner_id: str | None = None, include_features: bool = False) -> dict[str, Any]:
+                  learner_id: str | None = None, include_features: bool = False,
+                  explain: bool | Mapping[str, Any] | ExplainOptions = False) -> dict[str, Any]:
         """The next item for one learner.
 
         events: the learner's whole log (see :mod:`pedagogym.deploy.events`), in time order.
         now: decision time (epoch seconds or ISO 8601); default the end of the last event.
+        explain: True (or options such as ``{"top_k": 5}``) adds ``explanation``: why this item,
+        in plain terms (:mod:`pedagogym.deploy.explain`); off by default.
         Returns item_id, action, scores ({item_id: score}, masked items at ``masked_score``),
-        eligible (item ids the policy could choose), session, n_events, and optionally features.
+        eligible (item ids the policy could choose), session, n_events, and optionally features
+        and explanation.
         """
+        opts = ExplainOptions.parse(explain)
         evs = self.parse(events, learner_id)
         lid = learner_id
         if lid is None and not isinstance(events, (str, bytes)):
@@ -191,7 +194,8 @@ class Recommender:
         h = self.state(evs, now)
         obs = featurize(self.spec, h)
         now_s = None if now is None else parse_timestamp(now, "now")
-        mask = self.constrain(action_mask(self.spec, h), constraints, evs, now_s)
+        base_mask = action_mask(self.spec, h)
+        mask = self.constrain(base_mask, constraints, evs, now_s)
         scores, action = self.decide(obs, mask)
         out = {
             "learner_id": lid,
@@ -205,6 +209,10 @@ class Recommender:
         }
         if include_features:
             out["features"] = {n: float(v) for n, v in zip(self.bundle.feature_names, obs)}
+        if opts is not None:
+            spent = time_on_task_today(evs, now_s) if constraints and constraints.get("daily_minutes") is not None else None
+            out["explanation"] = self.explainer.explain(h, obs, base_mask, mask, scores, action, opts, self.run,
+                                                        self.constrain, constraints, spent)
         return out
 
     def recommend_many(self, logs: Mapping[str, Any], *, now: Any = None) -> dict[str, dict[str, Any]]:

@@ -2,8 +2,9 @@
 
     pedagogym serve BUNDLE/ --port 8000
 
-``POST /recommend``  body ``{"learner_id"?, "events": [...], "now"?, "constraints"?, "include_features"?}``
-                     -> ``{"learner_id", "item_id", "action", "scores", "eligible", "session", "n_events", "policy"}``
+``POST /recommend``  body ``{"learner_id"?, "events": [...], "now"?, "constraints"?, "include_features"?, "explain"?}``
+                     -> ``{"learner_id", "item_id", "action", "scores", "eligible", "session", "n_events", "policy",
+                     "features"?, "explanation"?}``
 ``GET /health``      -> status, policy, curriculum hash, model sha256, sizes
 ``GET /manifest``    -> the bundle's manifest
 
@@ -13,6 +14,30 @@ times going backwards, impossible constraints -> HTTP 422 with ``{"detail": "<me
 -> HTTP 409 with the same shape. Constraints: ``only``, ``exclude`` (item ids), ``pin`` (item
 id), ``forbid_skills``, ``review_skills`` (skill ids), ``daily_minutes``
 (:meth:`pedagogym.deploy.recommender.Recommender.constrain`).
+
+Explanations: ``"explain": true`` (default false), or an object of options ``{"top_k": 3,
+"top_features": 3, "review_after_days": 1.0, "max_review": 5}`` (any subset), adds
+``explanation`` (definitions in :mod:`pedagogym.deploy.explain`)::
+
+    {"summary": str,
+     "chosen": {"item_id", "score", "skills": [Skill], "attempts", "correct", "days_since_last": float | null,
+                "unlocked": bool, "due_for_review": bool},
+     "alternatives": [{"item_id", "score", "score_gap", "skills": [skill id], "reason": str}],   # top_k, by score
+     "skills": [Skill],                       # every skill
+     "unlock_threshold": float,
+     "locked_items": [{"item_id", "missing": [prerequisite skill id]}],
+     "due_for_review": {"n_due", "review_after_days", "items": [{"item_id", "days_since_last", "attempts",
+                        "accuracy", "skills", "weakest_belief", "eligible"}]},
+     "constraints": null | {"applied": [key], "eligible_without", "eligible_with", "narrowed_by": {key: [item id]},
+                            "unconstrained_choice", "changed_choice", "daily"?: {"cap_minutes", "minutes_today",
+                            "minutes_left"}},
+     "attribution": null | {"method": "occlusion", "baseline", "item_id",
+                            "groups": [{"group", "features": [feature name], "effect", "text"}]}}
+    Skill = {"skill_id", "belief", "attempts", "correct", "accuracy": float | null,
+             "prerequisites": [{"skill_id", "belief", "met"}], "unlocked"}
+
+Nulls inside ``explanation`` are kept (only top-level nulls are omitted). A malformed
+``explain`` (not a boolean or an object, unknown option, out-of-range value) is HTTP 422.
 """
 from __future__ import annotations
 
@@ -22,9 +47,10 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from pedagogym.deploy.events import EventError
+from pedagogym.deploy.explain import EXPLAIN_KEYS, ExplainError
 from pedagogym.deploy.recommender import ConstraintError, DailyCapReached, Recommender
 
 def _number(v: Any) -> float | int:
@@ -69,6 +95,27 @@ class ConstraintsIn(BaseModel):
     daily_minutes: Number | None = Field(default=None, gt=0, description="cap on time on task per UTC day")
 
 
+class ExplainIn(BaseModel):
+    """Explanation options; the runtime checks their ranges (ExplainOptions.parse)."""
+    model_config = ConfigDict(extra="forbid")
+
+    top_k: StrictInt | None = Field(default=None, description="alternatives listed (0-100; default 3)")
+    top_features: StrictInt | None = Field(default=None, description="feature groups under attribution (0-100; default 3)")
+    review_after_days: Number | None = Field(default=None, description="days after which an item is due (default 1)")
+    max_review: StrictInt | None = Field(default=None, description="items listed as due for review (0-100; default 5)")
+
+
+def _explain(v: Any) -> Any:
+    if v is None or v is False:
+        return None
+    if v is True:
+        return {}
+    if isinstance(v, dict):
+        return v
+    raise ValueError(f"expected true, false or an object with keys among {list(EXPLAIN_KEYS)}, "
+                     f"got {type(v).__name__} {v!r}")
+
+
 class RecommendIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -77,6 +124,8 @@ class RecommendIn(BaseModel):
     now: Time | None = None
     constraints: ConstraintsIn | None = None
     include_features: StrictBool = False
+    explain: Annotated[ExplainIn | None, BeforeValidator(_explain)] = Field(
+        default=None, description="true, false (default) or explanation options")
 
 
 class RecommendOut(BaseModel):
@@ -89,6 +138,7 @@ class RecommendOut(BaseModel):
     n_events: int
     policy: str | None
     features: dict[str, float] | None = None
+    explanation: dict[str, Any] | None = None
 
 
 def _where(loc: tuple) -> str:
@@ -113,6 +163,7 @@ def create_app(recommender: Recommender) -> FastAPI:
 
     @app.exception_handler(EventError)
     @app.exception_handler(ConstraintError)
+    @app.exception_handler(ExplainError)
     async def _semantic(request: Request, exc: ValueError) -> JSONResponse:
         return JSONResponse(status_code=409 if isinstance(exc, DailyCapReached) else 422, content={"detail": str(exc)})
 
@@ -132,8 +183,9 @@ def create_app(recommender: Recommender) -> FastAPI:
     async def recommend(body: RecommendIn) -> dict[str, Any]:
         events = [e.model_dump(exclude_none=False) for e in body.events]
         constraints = body.constraints.model_dump(exclude_none=True) if body.constraints else None
+        explain = body.explain.model_dump(exclude_none=True) if body.explain is not None else False
         return recommender.recommend(events, constraints, now=body.now, learner_id=body.learner_id,
-                                     include_features=body.include_features)
+                                     include_features=body.include_features, explain=explain)
 
     return app
 

@@ -43,13 +43,20 @@ for (let i = 0; i < N; i++) {
   decide[i] = Number(process.hrtime.bigint() - t0);
 }
 const nRec = Math.max(1, Math.floor(N / 10));
-const full = new Array(nRec);
-for (let i = 0; i < nRec; i++) {
-  const t0 = process.hrtime.bigint();
-  await rec.recommend(events);
-  full[i] = Number(process.hrtime.bigint() - t0);
+async function timed(options) {
+  const out = new Array(nRec);
+  for (let i = 0; i < nRec; i++) {
+    const t0 = process.hrtime.bigint();
+    await rec.recommend(events, options);
+    out[i] = Number(process.hrtime.bigint() - t0);
+  }
+  return out;
 }
+const full = await timed({});
+const explained = await timed({ explain: true });
+const noAttribution = await timed({ explain: { top_features: 0 } });
 console.log(JSON.stringify({
   node: process.version, onnxruntime_node: (await import('onnxruntime-node')).default.env.versions.node,
   decide_batch1: quantiles(decide), recommend_from_events: { ...quantiles(full), events: events.length },
+  recommend_explained: quantiles(explained), recommend_explained_without_attribution: quantiles(noAttribution),
 }));

@@ -16,7 +16,7 @@ function daysInMonth(y, m) {
   return new Date(Date.UTC(y, m, 0)).getUTCDate();
 }
 
-function typeName(v) {
+export function typeName(v) {
   if (v === null) return 'NoneType';
   if (Array.isArray(v)) return 'list';
   if (typeof v === 'boolean') return 'bool';
@@ -97,4 +97,21 @@ export function parseEvents(raw, itemIndex, learnerId = null) {
     out.push({ item: itemIndex.get(itemId), correct, responseTime: rt, timestamp: ts });
   });
   return out;
+}
+
+const SECONDS_PER_DAY = 86400.0;
+
+/** Seconds on task (sum of response_time) of the events that started on the UTC calendar day of
+ * the decision time `nowS` (default: the end of the last event), up to `nowS`; null when there is
+ * neither an event nor a decision time (events.py's time_on_task_today; same order of additions). */
+export function timeOnTaskToday(events, nowS = null) {
+  if (nowS === null || nowS === undefined) {
+    if (!events.length) return null;
+    const last = events[events.length - 1];
+    nowS = last.timestamp + last.responseTime;
+  }
+  const dayStart = Math.floor(nowS / SECONDS_PER_DAY) * SECONDS_PER_DAY;
+  let spent = 0.0;
+  for (const e of events) if (dayStart <= e.timestamp && e.timestamp <= nowS) spent += e.responseTime;
+  return spent;
 }

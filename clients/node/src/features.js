@@ -147,13 +147,30 @@ export function featurize(spec, h) {
   return out;
 }
 
+/** boolean[S]: skill p counts as met when it is a prerequisite: belief[p] >= unlock_threshold. */
+export function prerequisiteMet(spec, belief) {
+  return Array.from(belief, (b) => b >= spec.unlockThreshold);
+}
+
+/** boolean[S]: every prerequisite of the skill is met. */
+export function skillsUnlocked(spec, belief) {
+  const met = prerequisiteMet(spec, belief);
+  return spec.prereq.map((row) => row.every((p, k) => !p || met[k]));
+}
+
+/** boolean[I]: every skill of the item is unlocked (availability aside). */
+export function itemsUnlocked(spec, belief) {
+  const unlocked = skillsUnlocked(spec, belief);
+  return spec.skillsOf.map((skills) => skills.every((s) => unlocked[s]));
+}
+
 /** Uint8Array[I] (1 = allowed): PedagogyEnv.action_mask. */
 export function actionMask(spec, h) {
-  const met = spec.prereq.map((row) => row.every((p, k) => !p || h.belief[k] >= spec.unlockThreshold));
+  const unlocked = itemsUnlocked(spec, h.belief);
   const mask = new Uint8Array(spec.nI);
   let any = false;
   for (let i = 0; i < spec.nI; i++) {
-    const ok = spec.itemAvailable[i] && spec.skillsOf[i].every((s) => met[s]);
+    const ok = spec.itemAvailable[i] && unlocked[i];
     mask[i] = ok ? 1 : 0;
     any ||= ok;
   }

@@ -5,5 +5,6 @@
 //   const { item_id, scores } = await rec.recommend(events);
 export { BundleError, FORMAT, FORMAT_VERSION, checkManifest, curriculumHash, loadBundle } from './bundle.js';
 export { EventError, parseEvents, parseTimestamp } from './events.js';
-export { actionMask, featureNames, featureSpec, featurize, replay } from './features.js';
-export { ConstraintError, Recommender, SESSION_OPTIONS } from './recommender.js';
+export { EXPLAIN_KEYS, ExplainError, Explainer, parseExplainOptions } from './explain.js';
+export { actionMask, featureNames, featureSpec, featurize, itemsUnlocked, prerequisiteMet, replay, skillsUnlocked } from './features.js';
+export { CONSTRAINT_KEYS, ConstraintError, DailyCapReached, Recommender, SESSION_OPTIONS } from './recommender.js';

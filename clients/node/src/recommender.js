@@ -2,15 +2,29 @@
 import ort from 'onnxruntime-node';
 
 import { loadBundle, BundleError } from './bundle.js';
-import { EventError, parseEvents, parseTimestamp } from './events.js';
+import { EventError, parseEvents, parseTimestamp, timeOnTaskToday, typeName } from './events.js';
+import { Explainer, parseExplainOptions } from './explain.js';
 import { actionMask, featureSpec, featurize, replay } from './features.js';
+import { pyFixed, pyG, pyRepr, pyTruthy } from './pyjson.js';
 
+/** Constraints that name unknown items or skills, or leave no item to recommend (HTTP 422). */
 export class ConstraintError extends Error {
   constructor(message) {
     super(message);
     this.name = 'ConstraintError';
   }
 }
+
+/** The learner's time on task today has reached the teacher's daily cap (HTTP 409). */
+export class DailyCapReached extends ConstraintError {
+  constructor(message) {
+    super(message);
+    this.name = 'DailyCapReached';
+  }
+}
+
+export const CONSTRAINT_KEYS = ['only', 'exclude', 'pin', 'forbid_skills', 'review_skills', 'daily_minutes'];
+const quotedKeys = CONSTRAINT_KEYS.map((k) => `'${k}'`).join(', ');
 
 export const SESSION_OPTIONS = {
   intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all',
@@ -26,6 +40,8 @@ export class Recommender {
     this.spec = spec;
     this.itemIds = bundle.manifest.actions.item_ids;
     this.itemIndex = new Map(this.itemIds.map((id, k) => [id, k]));
+    this.skillIndex = new Map(spec.skillIds.map((id, k) => [id, k]));
+    this.explainer = new Explainer(spec, CONSTRAINT_KEYS);
     this.featureNames = bundle.manifest.observation.feature_names;
     // batch-1 buffers reused by every decision
     this.obs = new Float32Array(spec.nFeatures);
@@ -79,34 +95,78 @@ export class Recommender {
     return { obs: featurize(this.spec, h), mask: actionMask(this.spec, h), state: h };
   }
 
-  constrain(mask, constraints) {
-    if (!constraints) return mask;
+  /** Restrict the mask with a teacher's constraints (Recommender.constrain in Python, same rules
+   * and messages): only / exclude (item ids), pin (item id), forbid_skills / review_skills (skill
+   * ids), daily_minutes (time on task per UTC day of the decision time `nowS`, default the end of
+   * the last event). Throws ConstraintError, or DailyCapReached when the cap is reached. */
+  constrain(mask, constraints, events = [], nowS = null) {
+    if (!pyTruthy(constraints)) return mask;
     if (typeof constraints !== 'object' || Array.isArray(constraints)) {
-      throw new ConstraintError("constraints: expected an object with 'only' and/or 'exclude'");
+      throw new ConstraintError(`constraints: expected an object with keys among [${quotedKeys}], got ${typeName(constraints)}`);
     }
-    const unknownKeys = Object.keys(constraints).filter((k) => k !== 'only' && k !== 'exclude').sort();
-    if (unknownKeys.length) throw new ConstraintError(`constraints: unknown key(s) ${JSON.stringify(unknownKeys)}; allowed: 'only', 'exclude'`);
+    const unknownKeys = Object.keys(constraints).filter((k) => !CONSTRAINT_KEYS.includes(k)).sort();
+    if (unknownKeys.length) throw new ConstraintError(`constraints: unknown key(s) ${pyRepr(unknownKeys)}; allowed: ${quotedKeys}`);
+    const given = (k) => constraints[k] !== undefined && constraints[k] !== null;
+    const idsOf = (key, known, what) => {
+      const ids = constraints[key];
+      if (!Array.isArray(ids) || !ids.every((i) => typeof i === 'string')) throw new ConstraintError(`constraints.${key}: expected a list of ${what} ids`);
+      const bad = ids.filter((i) => !known.has(i));
+      if (bad.length) throw new ConstraintError(`constraints.${key}: unknown ${what}(s) ${pyRepr(bad)}`);
+      return ids.map((i) => known.get(i));
+    };
+    const { q } = this.spec;
+    const exercises = (i, skills) => skills.some((s) => q[i][s]);
     const out = Uint8Array.from(mask);
     for (const key of ['only', 'exclude']) {
-      const ids = constraints[key];
-      if (ids === undefined || ids === null) continue;
-      if (!Array.isArray(ids) || !ids.every((i) => typeof i === 'string')) throw new ConstraintError(`constraints.${key}: expected a list of item ids`);
-      const bad = ids.filter((i) => !this.itemIndex.has(i));
-      if (bad.length) throw new ConstraintError(`constraints.${key}: unknown item(s) ${JSON.stringify(bad)}`);
-      const sel = new Set(ids.map((i) => this.itemIndex.get(i)));
+      if (!given(key)) continue;
+      const sel = new Set(idsOf(key, this.itemIndex, 'item'));
       for (let i = 0; i < out.length; i++) if (sel.has(i) !== (key === 'only')) out[i] = 0;
+    }
+    if (given('forbid_skills')) {
+      const skills = idsOf('forbid_skills', this.skillIndex, 'skill');
+      for (let i = 0; i < out.length; i++) if (exercises(i, skills)) out[i] = 0;
+    }
+    if (pyTruthy(constraints.review_skills)) {
+      const skills = idsOf('review_skills', this.skillIndex, 'skill');
+      for (let i = 0; i < out.length; i++) if (!exercises(i, skills)) out[i] = 0;
+    }
+    if (given('pin')) {
+      const pin = constraints.pin;
+      if (typeof pin !== 'string') throw new ConstraintError(`constraints.pin: expected an item id, got ${pyRepr(pin)}`);
+      if (!this.itemIndex.has(pin)) throw new ConstraintError(`constraints.pin: unknown item ${pyRepr(pin)}`);
+      const k = this.itemIndex.get(pin);
+      if (!out[k]) {
+        throw new ConstraintError(`constraints.pin: item ${pyRepr(pin)} cannot be presented now (locked by its prerequisites or excluded by another constraint)`);
+      }
+      out.fill(0);
+      out[k] = 1;
+    }
+    if (given('daily_minutes')) {
+      const cap = constraints.daily_minutes;
+      if (typeof cap !== 'number' || !(cap > 0) || !Number.isFinite(cap)) {
+        throw new ConstraintError(`constraints.daily_minutes: expected a positive number of minutes, got ${pyRepr(cap)}`);
+      }
+      const spent = timeOnTaskToday(events, nowS);
+      if (spent !== null && spent >= 60.0 * cap) {
+        throw new DailyCapReached(`constraints.daily_minutes: the daily cap of ${pyG(cap)} min is reached (${pyFixed(spent / 60.0, 1)} min on task today, UTC); next item tomorrow`);
+      }
     }
     if (!out.some(Boolean)) throw new ConstraintError('constraints: no unlocked item is left to recommend');
     return out;
   }
 
-  /** The next item for one learner; same answer as the Python Recommender.recommend. */
-  async recommend(events, { constraints = null, now = null, learnerId = null, includeFeatures = false } = {}) {
+  /** The next item for one learner; same answer as the Python Recommender.recommend.
+   * explain: true, or options {top_k, top_features, review_after_days, max_review}, adds
+   * `explanation` (src/explain.js; the Python runtime's, field for field). */
+  async recommend(events, { constraints = null, now = null, learnerId = null, includeFeatures = false, explain = false } = {}) {
+    const opts = parseExplainOptions(explain);
     const evs = parseEvents(events, this.itemIndex, learnerId);
     const lid = learnerId ?? (Array.isArray(events) ? events.find((e) => e && e.learner_id)?.learner_id ?? null : null);
     const h = this.state(evs, now);
     const obs = featurize(this.spec, h);
-    const mask = this.constrain(actionMask(this.spec, h), constraints);
+    const nowS = now === null || now === undefined ? null : parseTimestamp(now, 'now');
+    const baseMask = actionMask(this.spec, h);
+    const mask = this.constrain(baseMask, constraints, evs, nowS);
     const { scores, action } = await this.decide(obs, mask);
     const out = {
       learner_id: lid,
@@ -119,6 +179,12 @@ export class Recommender {
       policy: this.manifest.policy.name ?? null,
     };
     if (includeFeatures) out.features = Object.fromEntries(this.featureNames.map((n, k) => [n, obs[k]]));
+    if (opts !== null) {
+      const spent = constraints && constraints.daily_minutes !== undefined && constraints.daily_minutes !== null
+        ? timeOnTaskToday(evs, nowS) : null;
+      out.explanation = await this.explainer.explain(h, obs, baseMask, mask, scores, action, opts,
+        (o, m, n) => this.run(o, m, n), (m, c) => this.constrain(m, c), constraints, spent);
+    }
     return out;
   }
 }
