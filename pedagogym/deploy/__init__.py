@@ -2,7 +2,8 @@
 
     from pedagogym.deploy import Recommender
     rec = Recommender("bundle/")                 # verifies format version and model hash
-    rec.recommend(events)                        # -> {"item_id", "action", "scores", ...}
+    rec.recommend(events)                        # -> {"item_id", "action", "scores", ..., "risk"?}
+    rec.risk(events)                             # -> {"dropout": p, "not_mastered": p} (bundles with early warning)
 
 A bundle is what ``pedagogym export`` writes: ``policy.onnx`` and ``manifest.json``. The
 featurizer (:mod:`pedagogym.deploy.features`) turns a learner's event log into the exact
@@ -12,8 +13,8 @@ observation the policy saw in the simulator. The HTTP service is
 from pedagogym.deploy.bundle import FORMAT, FORMAT_VERSION, Bundle, BundleError, load_bundle
 from pedagogym.deploy.events import Event, EventError, parse_events, parse_timestamp
 from pedagogym.deploy.features import FeatureSpec, LearnerState, action_mask, feature_names, featurize, replay
-from pedagogym.deploy.recommender import ConstraintError, Recommender
+from pedagogym.deploy.recommender import ConstraintError, NoEarlyWarning, Recommender
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Bundle", "BundleError", "ConstraintError", "Event", "EventError",
-           "FeatureSpec", "LearnerState", "Recommender", "action_mask", "feature_names", "featurize", "load_bundle",
-           "parse_events", "parse_timestamp", "replay"]
+           "FeatureSpec", "LearnerState", "NoEarlyWarning", "Recommender", "action_mask", "feature_names", "featurize",
+           "load_bundle", "parse_events", "parse_timestamp", "replay"]

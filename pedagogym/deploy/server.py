@@ -3,7 +3,10 @@
     pedagogym serve BUNDLE/ --port 8000
 
 ``POST /recommend``  body ``{"learner_id"?, "events": [...], "now"?, "constraints"?, "include_features"?}``
-                     -> ``{"learner_id", "item_id", "action", "scores", "eligible", "session", "n_events", "policy"}``
+                     -> ``{"learner_id", "item_id", "action", "scores", "eligible", "session", "n_events", "policy",
+                     "risk"?}`` (``risk``: ``{target: probability}`` when the bundle has an early-warning model)
+``POST /risk``       body ``{"learner_id"?, "events": [...], "now"?}`` -> ``{"learner_id", "n_events", "risk"}``;
+                     HTTP 404 when the bundle has no early-warning model
 ``GET /health``      -> status, policy, curriculum hash, model sha256, sizes
 ``GET /manifest``    -> the bundle's manifest
 
@@ -25,7 +28,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
 
 from pedagogym.deploy.events import EventError
-from pedagogym.deploy.recommender import ConstraintError, DailyCapReached, Recommender
+from pedagogym.deploy.recommender import ConstraintError, DailyCapReached, NoEarlyWarning, Recommender
 
 def _number(v: Any) -> float | int:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -88,7 +91,22 @@ class RecommendOut(BaseModel):
     session: int
     n_events: int
     policy: str | None
+    risk: dict[str, float] | None = None
     features: dict[str, float] | None = None
+
+
+class RiskIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    learner_id: StrictStr | None = None
+    events: list[EventIn]
+    now: Time | None = None
+
+
+class RiskOut(BaseModel):
+    learner_id: str | None
+    n_events: int
+    risk: dict[str, float]
 
 
 def _where(loc: tuple) -> str:
@@ -116,12 +134,17 @@ def create_app(recommender: Recommender) -> FastAPI:
     async def _semantic(request: Request, exc: ValueError) -> JSONResponse:
         return JSONResponse(status_code=409 if isinstance(exc, DailyCapReached) else 422, content={"detail": str(exc)})
 
+    @app.exception_handler(NoEarlyWarning)
+    async def _no_risk(request: Request, exc: NoEarlyWarning) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": str(exc)})
+
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "policy": m["policy"].get("name"), "kind": m["policy"].get("kind"),
                 "curriculum": m["curriculum"].get("name"), "curriculum_hash": m["curriculum"].get("content_hash"),
                 "model_sha256": m["model"].get("sha256"), "format_version": m.get("format_version"),
-                "n_items": recommender.spec.n_items, "n_features": recommender.spec.n_features}
+                "n_items": recommender.spec.n_items, "n_features": recommender.spec.n_features,
+                "early_warning": recommender.risk_targets or None}
 
     @app.get("/manifest")
     async def manifest() -> dict[str, Any]:
@@ -134,6 +157,13 @@ def create_app(recommender: Recommender) -> FastAPI:
         constraints = body.constraints.model_dump(exclude_none=True) if body.constraints else None
         return recommender.recommend(events, constraints, now=body.now, learner_id=body.learner_id,
                                      include_features=body.include_features)
+
+    @app.post("/risk", response_model=RiskOut)
+    async def risk(body: RiskIn) -> dict[str, Any]:
+        events = [e.model_dump(exclude_none=False) for e in body.events]
+        lid = body.learner_id or next((e["learner_id"] for e in events if e.get("learner_id")), None)
+        return {"learner_id": lid, "n_events": len(events),
+                "risk": recommender.risk(events, now=body.now, learner_id=body.learner_id)}
 
     return app
 
