@@ -2,8 +2,9 @@
 //
 //   import { Recommender } from 'pedagogym-client';
 //   const rec = await Recommender.load('bundle/');          // verifies format version and model sha256
-//   const { item_id, scores } = await rec.recommend(events);
-export { BundleError, FORMAT, FORMAT_VERSION, checkManifest, curriculumHash, loadBundle } from './bundle.js';
+//   const { item_id, scores, risk } = await rec.recommend(events);   // risk: bundles exported with --early-warning
+//   const { dropout, not_mastered } = await rec.risk(events);
+export { BundleError, FORMAT, FORMAT_VERSION, checkEarlyWarning, checkManifest, curriculumHash, loadBundle } from './bundle.js';
 export { EventError, parseEvents, parseTimestamp } from './events.js';
 export { actionMask, featureNames, featureSpec, featurize, replay } from './features.js';
-export { ConstraintError, Recommender, SESSION_OPTIONS } from './recommender.js';
+export { ConstraintError, NoEarlyWarning, Recommender, SESSION_OPTIONS } from './recommender.js';
