@@ -136,10 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     from pedagogym.agents.cli import add_bench_train_arguments, add_train_parser
     from pedagogym.export.cli import add_export_parsers
     from pedagogym.stress.cli import add_stress_parser
+    from pedagogym.warning.cli import add_warn_parser
 
     add_train_parser(sub)
     add_export_parsers(sub)
     add_stress_parser(sub)
+    add_warn_parser(sub)
 
     s = sub.add_parser("bench", help="throughput benchmarks, printed as JSON (env: simulator steps/s; "
                                      "train: JAX PPO vs SB3 PPO env-steps/s)")
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return export_main(argv)
     args = build_parser().parse_args(argv)
-    if args.verb in ("run", "simulate", "train", "stress"):
+    if args.verb in ("run", "simulate", "train", "stress", "warn"):
         _enable_compilation_cache()
     try:
         return args.func(args)

@@ -80,7 +80,7 @@ def all_registries() -> dict[str, Registry]:
     import pedagogym.curriculum  # noqa: F401
     import pedagogym.student_models  # noqa: F401
 
-    for optional in ("pedagogym.envs", "pedagogym.policies", "pedagogym.agents"):
+    for optional in ("pedagogym.envs", "pedagogym.policies", "pedagogym.agents", "pedagogym.warning.targets"):
         try:
             __import__(optional)
         except ModuleNotFoundError as exc:  # a later layer not built yet

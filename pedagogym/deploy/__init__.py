@@ -2,8 +2,9 @@
 
     from pedagogym.deploy import Recommender
     rec = Recommender("bundle/")                 # verifies format version and model hash
-    rec.recommend(events)                        # -> {"item_id", "action", "scores", ...}
+    rec.recommend(events)                        # -> {"item_id", "action", "scores", ..., "risk"?}
     rec.recommend(events, explain=True)          # ... + "explanation": why this item, in plain terms
+    rec.risk(events)                             # -> {"dropout": p, "not_mastered": p} (bundles with early warning)
 
 A bundle is what ``pedagogym export`` writes: ``policy.onnx`` and ``manifest.json``. The
 featurizer (:mod:`pedagogym.deploy.features`) turns a learner's event log into the exact
@@ -14,8 +15,8 @@ from pedagogym.deploy.bundle import FORMAT, FORMAT_VERSION, Bundle, BundleError,
 from pedagogym.deploy.events import Event, EventError, parse_events, parse_timestamp
 from pedagogym.deploy.explain import ExplainError, ExplainOptions
 from pedagogym.deploy.features import FeatureSpec, LearnerState, action_mask, feature_names, featurize, replay
-from pedagogym.deploy.recommender import ConstraintError, DailyCapReached, Recommender
+from pedagogym.deploy.recommender import ConstraintError, DailyCapReached, NoEarlyWarning, Recommender
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Bundle", "BundleError", "ConstraintError", "DailyCapReached", "Event",
-           "EventError", "ExplainError", "ExplainOptions", "FeatureSpec", "LearnerState", "Recommender", "action_mask",
-           "feature_names", "featurize", "load_bundle", "parse_events", "parse_timestamp", "replay"]
+           "EventError", "ExplainError", "ExplainOptions", "FeatureSpec", "LearnerState", "NoEarlyWarning", "Recommender",
+           "action_mask", "feature_names", "featurize", "load_bundle", "parse_events", "parse_timestamp", "replay"]

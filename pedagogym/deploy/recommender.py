@@ -1,4 +1,6 @@
-"""The recommender: event log -> features -> ONNX policy -> next item (numpy + onnxruntime)."""
+"""The recommender: event log -> features -> ONNX policy -> next item (numpy + onnxruntime); and,
+when the bundle has an early-warning model, the same features -> ``risk.onnx`` -> the learner's
+risks (e.g. of dropping out and of not reaching mastery by the horizon)."""
 from __future__ import annotations
 
 import threading
@@ -21,6 +23,10 @@ class ConstraintError(ValueError):
 
 class DailyCapReached(ConstraintError):
     """The learner's time on task today has reached the teacher's daily cap (HTTP 409)."""
+
+
+class NoEarlyWarning(LookupError):
+    """Risks were asked of a bundle exported without an early-warning model (HTTP 404)."""
 
 
 CONSTRAINT_KEYS = ("only", "exclude", "pin", "forbid_skills", "review_skills", "daily_minutes")
@@ -73,6 +79,21 @@ class Recommender:
             self._binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(arr))
         for name, arr in (("scores", self._scores), ("action", self._action)):
             self._binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(arr))
+        # the early-warning model (optional): obs[batch, D] -> risk[batch, T]
+        self.risk_targets: list[str] = self.bundle.risk_targets
+        self.risk_session = None
+        if self.bundle.risk_bytes is not None:
+            where = f"{self.bundle.path}/{m['early_warning']['file']}"
+            try:
+                self.risk_session = make_session(self.bundle.risk_bytes, threads)
+            except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
+                raise BundleError(f"{where}: not a loadable ONNX model ({type(exc).__name__}: {exc})") from None
+            r_ins = {i.name: i.shape for i in self.risk_session.get_inputs()}
+            r_outs = {o.name: o.shape for o in self.risk_session.get_outputs()}
+            if set(r_ins) != {"obs"} or r_ins["obs"][1] != d or set(r_outs) != {"risk"} \
+                    or r_outs["risk"][1] != len(self.risk_targets):
+                raise BundleError(f"{where}: has inputs {r_ins} and outputs {r_outs}; expected obs[batch, {d}] -> "
+                                  f"risk[batch, {len(self.risk_targets)}] (targets {self.risk_targets})")
 
     # ---- model --------------------------------------------------------------------------
     def decide(self, obs: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -88,6 +109,19 @@ class Recommender:
         scores, action = self.session.run(["scores", "action"], {"obs": np.ascontiguousarray(obs, np.float32),
                                                                  "action_mask": np.ascontiguousarray(mask, bool)})
         return scores, action
+
+    def run_risk(self, obs: np.ndarray) -> np.ndarray:
+        """A batch of observations float32[N, D] -> float32[N, T] risks (``risk_targets`` order)."""
+        self._require_risk()
+        return self.risk_session.run(["risk"], {"obs": np.ascontiguousarray(np.atleast_2d(obs), np.float32)})[0]
+
+    def _require_risk(self) -> None:
+        if self.risk_session is None:
+            raise NoEarlyWarning(f"{self.bundle.path}: this bundle has no early-warning model; export it with "
+                                 f"`pedagogym export ... --early-warning`")
+
+    def _risk_dict(self, risk: np.ndarray) -> dict[str, float]:
+        return {t: float(p) for t, p in zip(self.risk_targets, risk)}
 
     # ---- event logs -----------------------------------------------------------------------
     def parse(self, events: Any, learner_id: str | None = None) -> list[Event]:
@@ -183,8 +217,8 @@ class Recommender:
         explain: True (or options such as ``{"top_k": 5}``) adds ``explanation``: why this item,
         in plain terms (:mod:`pedagogym.deploy.explain`); off by default.
         Returns item_id, action, scores ({item_id: score}, masked items at ``masked_score``),
-        eligible (item ids the policy could choose), session, n_events, and optionally features
-        and explanation.
+        eligible (item ids the policy could choose), session, n_events, risk ({target: probability},
+        when the bundle has an early-warning model), and optionally features and explanation.
         """
         opts = ExplainOptions.parse(explain)
         evs = self.parse(events, learner_id)
@@ -207,6 +241,8 @@ class Recommender:
             "n_events": len(evs),
             "policy": self.manifest["policy"].get("name"),
         }
+        if self.risk_session is not None:
+            out["risk"] = self._risk_dict(self.run_risk(obs)[0])
         if include_features:
             out["features"] = {n: float(v) for n, v in zip(self.bundle.feature_names, obs)}
         if opts is not None:
@@ -215,13 +251,38 @@ class Recommender:
                                                         self.constrain, constraints, spent)
         return out
 
+    def risk(self, events: Any, now: Any = None, learner_id: str | None = None) -> dict[str, float]:
+        """The learner's risks at decision time ``now`` (default: the end of the last event):
+        ``{target: probability}``, e.g. ``{"dropout": 0.31, "not_mastered": 0.62}``; the targets
+        and what they mean are in the manifest's ``early_warning`` section.
+        :class:`NoEarlyWarning` if the bundle has no early-warning model."""
+        self._require_risk()
+        obs, _ = self.features(events, now, learner_id)
+        return self._risk_dict(self.run_risk(obs)[0])
+
+    def risk_many(self, logs: Mapping[str, Any], *, now: Any = None) -> dict[str, dict[str, float]]:
+        """Several learners in one batched call of the early-warning model: {learner_id: events} ->
+        {learner_id: {target: probability}}."""
+        self._require_risk()
+        ids = list(logs)
+        if not ids:
+            return {}
+        risks = self.run_risk(np.stack([self.features(logs[lid], now, lid)[0] for lid in ids]))
+        return {lid: self._risk_dict(r) for lid, r in zip(ids, risks)}
+
     def recommend_many(self, logs: Mapping[str, Any], *, now: Any = None) -> dict[str, dict[str, Any]]:
-        """Several learners in one batched model call: {learner_id: events} -> {learner_id: {item_id, action, scores}}."""
+        """Several learners in one batched model call: {learner_id: events} -> {learner_id: {item_id, action,
+        scores[, risk]}}."""
         ids = list(logs)
         if not ids:
             return {}
         feats = [self.features(logs[lid], now, lid) for lid in ids]
-        scores, actions = self.run(np.stack([f[0] for f in feats]), np.stack([f[1] for f in feats]))
-        return {lid: {"item_id": self.item_ids[int(a)], "action": int(a),
-                      "scores": {iid: float(v) for iid, v in zip(self.item_ids, s)}}
-                for lid, s, a in zip(ids, scores, actions)}
+        obs = np.stack([f[0] for f in feats])
+        scores, actions = self.run(obs, np.stack([f[1] for f in feats]))
+        out = {lid: {"item_id": self.item_ids[int(a)], "action": int(a),
+                     "scores": {iid: float(v) for iid, v in zip(self.item_ids, s)}}
+               for lid, s, a in zip(ids, scores, actions)}
+        if self.risk_session is not None:
+            for lid, r in zip(ids, self.run_risk(obs)):
+                out[lid]["risk"] = self._risk_dict(r)
+        return out

@@ -4,7 +4,10 @@
 
 ``POST /recommend``  body ``{"learner_id"?, "events": [...], "now"?, "constraints"?, "include_features"?, "explain"?}``
                      -> ``{"learner_id", "item_id", "action", "scores", "eligible", "session", "n_events", "policy",
-                     "features"?, "explanation"?}``
+                     "risk"?, "features"?, "explanation"?}`` (``risk``: ``{target: probability}`` when the bundle
+                     has an early-warning model)
+``POST /risk``       body ``{"learner_id"?, "events": [...], "now"?}`` -> ``{"learner_id", "n_events", "risk"}``;
+                     HTTP 404 when the bundle has no early-warning model
 ``GET /health``      -> status, policy, curriculum hash, model sha256, sizes
 ``GET /manifest``    -> the bundle's manifest
 
@@ -51,7 +54,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, 
 
 from pedagogym.deploy.events import EventError
 from pedagogym.deploy.explain import EXPLAIN_KEYS, ExplainError
-from pedagogym.deploy.recommender import ConstraintError, DailyCapReached, Recommender
+from pedagogym.deploy.recommender import ConstraintError, DailyCapReached, NoEarlyWarning, Recommender
 
 def _number(v: Any) -> float | int:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -137,8 +140,23 @@ class RecommendOut(BaseModel):
     session: int
     n_events: int
     policy: str | None
+    risk: dict[str, float] | None = None
     features: dict[str, float] | None = None
     explanation: dict[str, Any] | None = None
+
+
+class RiskIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    learner_id: StrictStr | None = None
+    events: list[EventIn]
+    now: Time | None = None
+
+
+class RiskOut(BaseModel):
+    learner_id: str | None
+    n_events: int
+    risk: dict[str, float]
 
 
 def _where(loc: tuple) -> str:
@@ -167,12 +185,17 @@ def create_app(recommender: Recommender) -> FastAPI:
     async def _semantic(request: Request, exc: ValueError) -> JSONResponse:
         return JSONResponse(status_code=409 if isinstance(exc, DailyCapReached) else 422, content={"detail": str(exc)})
 
+    @app.exception_handler(NoEarlyWarning)
+    async def _no_risk(request: Request, exc: NoEarlyWarning) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": str(exc)})
+
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "policy": m["policy"].get("name"), "kind": m["policy"].get("kind"),
                 "curriculum": m["curriculum"].get("name"), "curriculum_hash": m["curriculum"].get("content_hash"),
                 "model_sha256": m["model"].get("sha256"), "format_version": m.get("format_version"),
-                "n_items": recommender.spec.n_items, "n_features": recommender.spec.n_features}
+                "n_items": recommender.spec.n_items, "n_features": recommender.spec.n_features,
+                "early_warning": recommender.risk_targets or None}
 
     @app.get("/manifest")
     async def manifest() -> dict[str, Any]:
@@ -186,6 +209,13 @@ def create_app(recommender: Recommender) -> FastAPI:
         explain = body.explain.model_dump(exclude_none=True) if body.explain is not None else False
         return recommender.recommend(events, constraints, now=body.now, learner_id=body.learner_id,
                                      include_features=body.include_features, explain=explain)
+
+    @app.post("/risk", response_model=RiskOut)
+    async def risk(body: RiskIn) -> dict[str, Any]:
+        events = [e.model_dump(exclude_none=False) for e in body.events]
+        lid = body.learner_id or next((e["learner_id"] for e in events if e.get("learner_id")), None)
+        return {"learner_id": lid, "n_events": len(events),
+                "risk": recommender.risk(events, now=body.now, learner_id=body.learner_id)}
 
     return app
 

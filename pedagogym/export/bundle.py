@@ -4,6 +4,10 @@ Verification (on by default) runs the policy's JAX twin in the simulator for a f
 over the whole horizon, then checks on every recorded decision that the ONNX graph picks the
 same item and gives the same scores, and that the runtime featurizer rebuilds the
 simulator's observations from the event log. A bundle that fails is not written.
+
+With an early-warning model (:mod:`pedagogym.warning`), the bundle also holds ``risk.onnx``
+and the manifest an ``early_warning`` section; its verification is
+:func:`pedagogym.warning.bundle.verify`.
 """
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +26,9 @@ from pedagogym.deploy.recommender import Recommender
 from pedagogym.export.graph import MASKED_SCORE, OPSET, policy_model, serialize
 from pedagogym.export.manifest import build_manifest
 from pedagogym.export.sources import ExportError, ExportSource
+
+if TYPE_CHECKING:
+    from pedagogym.warning.train import TrainedWarning
 
 SCORE_RTOL = 1e-5  # |onnx - jax| <= SCORE_RTOL * max(1, |score|)
 FEATURE_ATOL = 1e-6
@@ -100,9 +107,10 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def export_bundle(source: ExportSource, out: str | Path, *, verify_learners: int = 32, overwrite: bool = False,
-                  created_utc: str | None = None) -> dict[str, Any]:
+                  created_utc: str | None = None, early_warning: TrainedWarning | None = None) -> dict[str, Any]:
     """Write ``out/policy.onnx`` and ``out/manifest.json``; returns a report (paths, sha256,
-    sizes, verification figures, export time)."""
+    sizes, verification figures, export time). ``early_warning``: a
+    :class:`pedagogym.warning.TrainedWarning` to ship as ``out/risk.onnx``."""
     t0 = time.perf_counter()
     out = Path(out)
     if (out / MANIFEST_FILE).exists() and not overwrite:
@@ -111,13 +119,31 @@ def export_bundle(source: ExportSource, out: str | Path, *, verify_learners: int
     digest = sha256_bytes(model_bytes)
     manifest = build_manifest(source.built, policy=source.describe(), model_sha256=digest, training=source.training,
                               created_utc=created_utc)
+    risk_bytes = None
+    if early_warning is not None:
+        from pedagogym.warning import bundle as ew_bundle
+
+        risk_bytes, manifest["early_warning"] = ew_bundle.prepare(early_warning, source.built)
     if verify_learners > 0:
         manifest["verification"] = verify_source(source, model_bytes, manifest, n_learners=verify_learners)
+    if early_warning is not None:
+        manifest["early_warning"]["verification"] = ew_bundle.verify(early_warning, risk_bytes, source, manifest,
+                                                                     model_bytes, n_learners=verify_learners)
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write(out / MODEL_FILE, model_bytes)
+    if risk_bytes is not None:
+        _atomic_write(out / manifest["early_warning"]["file"], risk_bytes)
     _atomic_write(out / MANIFEST_FILE, (json.dumps(manifest, indent=1) + "\n").encode())
     Recommender(load_bundle(out)).recommend([])  # the written bundle loads and answers
     return {"out": str(out), "policy": source.name, "kind": source.kind, "sha256": digest, "opset": OPSET,
             "n_features": len(source.built.feature_names), "n_items": source.built.curriculum.n_items,
             "model_bytes": len(model_bytes), "verification": manifest.get("verification"),
+            **({"early_warning": _ew_report(manifest["early_warning"])} if risk_bytes is not None else {}),
             "export_s": round(time.perf_counter() - t0, 3)}
+
+
+def _ew_report(section: dict[str, Any]) -> dict[str, Any]:
+    heldout = section["heldout"]["targets"]
+    return {"file": section["file"], "sha256": section["sha256"], "targets": [t["name"] for t in section["targets"]],
+            "heldout": {t: {k: m[k] for k in ("auc", "brier", "ece", "base_rate")} for t, m in heldout.items()},
+            "heldout_learners": section["heldout"]["learners"], "verification": section["verification"]}

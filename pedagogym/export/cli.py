@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -27,13 +28,41 @@ def _cmd_export(args: argparse.Namespace) -> int:
         env = dict(args.set or [])
         if args.env:
             env["id"] = args.env
+    if args.early_warning_from and (args.early_warning or args.early_warning_set):
+        raise ValueError("--early-warning-from loads a trained model; it does not go with --early-warning / "
+                         "--early-warning-set (which train one)")
+    if (args.early_warning_set or args.early_warning_policies) and not args.early_warning:
+        raise ValueError("--early-warning-set and --early-warning-policies need --early-warning")
+    if args.early_warning and (Path(args.out) / "manifest.json").exists() and not args.force:  # before training
+        raise ValueError(f"{args.out}: already holds a bundle; choose another --out or pass --force")
     source = resolve(args.checkpoint, env)
     print(f"exporting {source.kind} policy {source.name!r} ({len(source.built.feature_names)} features, "
           f"{source.built.curriculum.n_items} items; verifying on {args.verify_learners} simulated learners) -> {args.out}/",
           file=sys.stderr)
-    report = export_bundle(source, args.out, verify_learners=args.verify_learners, overwrite=args.force)
+    early_warning = _early_warning(args, source)
+    report = export_bundle(source, args.out, verify_learners=args.verify_learners, overwrite=args.force,
+                           early_warning=early_warning)
     print(json.dumps(report, indent=None if args.json else 2))
     return 0
+
+
+def _early_warning(args: argparse.Namespace, source):
+    """The early-warning model to ship: trained now (--early-warning) or loaded (--early-warning-from)."""
+    if args.early_warning_from:
+        from pedagogym.warning.bundle import load_trained
+
+        return load_trained(args.early_warning_from)
+    if not args.early_warning:
+        return None
+    from pedagogym.warning.bundle import train_for_bundle
+    from pedagogym.warning.train import WarningConfig
+
+    env = source.built.config.replace(**dict(args.early_warning_set)) if args.early_warning_set else source.built.config
+    config = WarningConfig(env=env, learners=args.early_warning_learners, heldout_learners=args.early_warning_learners,
+                           **({"policies": tuple(args.early_warning_policies)} if args.early_warning_policies else {}))
+    print(f"early warning: training on {config.learners} + {config.heldout_learners} held-out simulated learners per "
+          f"policy ({', '.join(config.policies)}, and the bundle's own if not among them)", file=sys.stderr)
+    return train_for_bundle(source, config, progress=not args.json)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -42,7 +71,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"pedagogym serve: {exc.name} is missing; install the extra: pip install 'pedagogym[serve]'", file=sys.stderr)
         return 2
-    print(f"serving {args.bundle} on http://{args.host}:{args.port} (POST /recommend, GET /health)", file=sys.stderr)
+    print(f"serving {args.bundle} on http://{args.host}:{args.port} (POST /recommend, POST /risk, GET /health)",
+          file=sys.stderr)
     serve(args.bundle, host=args.host, port=args.port, idle_gap_s=args.idle_gap_s, access_log=args.access_log)
     return 0
 
@@ -62,9 +92,23 @@ def add_export_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="simulated learners for the parity check before writing (0 = skip; default 32)")
     s.add_argument("--force", action="store_true", help="overwrite an existing bundle in --out")
     s.add_argument("--json", action="store_true", help="compact one-line JSON report")
+    s.add_argument("--early-warning", action="store_true",
+                   help="also train and ship an early-warning model (risk.onnx: dropout and not-mastered risks) on "
+                        "learners simulated in the bundle's env, taught by hand-written policies and this one")
+    s.add_argument("--early-warning-set", action="append", type=_setting, metavar="KEY=VALUE",
+                   help="env setting for the early-warning training population only (repeatable), e.g. "
+                        "engagement=true for a policy trained without dropout; must leave the observation unchanged")
+    s.add_argument("--early-warning-learners", type=int, default=512,
+                   help="simulated learners per policy for --early-warning: as many for training and for the held-out "
+                        "evaluation (default 512)")
+    s.add_argument("--early-warning-policies", nargs="+", metavar="POLICY",
+                   help="hand-written policies teaching the early-warning population besides the bundle's own "
+                        "(default: random designer mastery zpdes)")
+    s.add_argument("--early-warning-from", metavar="DIR",
+                   help="ship a model trained by `pedagogym warn train --out DIR` instead of training one")
     s.set_defaults(func=_cmd_export)
 
-    s = subparsers.add_parser("serve", help="serve a bundle over HTTP (POST /recommend, GET /health)")
+    s = subparsers.add_parser("serve", help="serve a bundle over HTTP (POST /recommend, POST /risk, GET /health)")
     s.add_argument("bundle", help="bundle directory written by `pedagogym export`")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)

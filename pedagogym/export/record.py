@@ -34,6 +34,8 @@ class Recording(NamedTuple):
     t_presented: np.ndarray  # float32[N, T] day of the presentation (the env clock)
     t_after: np.ndarray  # float32[N, T] the env clock after the step (next decision time)
     history: Any = None  # History with leading axes [N, T]: what the policy saw at step k
+    dropped: Any = None  # bool[N, T] the learner had dropped out after step k (engagement envs)
+    mastered: Any = None  # bool[N, T] every skill had been (truly, latently) mastered by step k
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2))
@@ -55,7 +57,7 @@ def _record(env: PedagogyEnv, policy: Policy, n_steps: int, params: EnvParams, k
             out = dict(obs=view.obs, mask=view.action_mask, scores=jnp.where(view.action_mask, s, NEG), action=action,
                        active=active, valid=info["valid_action"], correct=info["correct"], observed=info["observed"],
                        response_time=info["response_time"], t_presented=state.history.t, t_after=new.history.t,
-                       history=state.history)
+                       history=state.history, dropped=new.dropped, mastered=new.mastered_at >= 0)
             return (new, pstate2), out
 
         (state, _), out = jax.lax.scan(body, (state, pstate), jnp.arange(n_steps))

@@ -1,4 +1,4 @@
-// Loading and verifying a bundle (manifest.json + policy.onnx), as pedagogym/deploy/bundle.py.
+// Loading and verifying a bundle (manifest.json + policy.onnx [+ risk.onnx]), as pedagogym/deploy/bundle.py.
 import { createHash } from 'node:crypto';
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
@@ -50,9 +50,36 @@ export function checkManifest(m, where = 'manifest.json') {
   if (JSON.stringify(m.observation.feature_names) !== JSON.stringify(names)) {
     throw new BundleError(`${where}: observation.feature_names differ from the 'platform' featurizer's for this curriculum`);
   }
+  if (m.early_warning !== undefined && m.early_warning !== null) checkEarlyWarning(m.early_warning, names.length, where);
 }
 
-/** {dir, manifest, modelBytes} after every check. */
+const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/** The optional early_warning section (check_early_warning in pedagogym/deploy/bundle.py). */
+export function checkEarlyWarning(ew, nFeatures, where = 'manifest.json') {
+  const at = `${where}: early_warning`;
+  if (!isObject(ew)) throw new BundleError(`${at}: expected an object`);
+  for (const [key, kind] of [['file', 'string'], ['sha256', 'string'], ['targets', 'list'], ['inputs', 'object'], ['outputs', 'object']]) {
+    const v = ew[key];
+    const ok = kind === 'string' ? typeof v === 'string' : kind === 'list' ? Array.isArray(v) : isObject(v);
+    if (!ok) throw new BundleError(`${at}: key '${key}' missing or not a ${kind === 'string' ? 'str' : kind === 'list' ? 'list' : 'dict'}`);
+  }
+  const names = ew.targets.map((t) => (isObject(t) ? t.name : null));
+  if (!names.length || !names.every((n) => typeof n === 'string' && n) || new Set(names).size !== names.length) {
+    throw new BundleError(`${at}.targets: expected a non-empty list of objects with distinct names`);
+  }
+  if (JSON.stringify(ew.inputs) !== JSON.stringify({ obs: ['batch', nFeatures] })) {
+    throw new BundleError(`${at}.inputs: expected {'obs': ['batch', ${nFeatures}]} (the observation), got ${JSON.stringify(ew.inputs)}`);
+  }
+  if (JSON.stringify(ew.outputs) !== JSON.stringify({ risk: ['batch', names.length] })) {
+    throw new BundleError(`${at}.outputs: expected {'risk': ['batch', ${names.length}]} (one probability per target), got ${JSON.stringify(ew.outputs)}`);
+  }
+  if (ew.file.includes('/') || ew.file.includes('\\') || ['', '.', '..'].includes(ew.file)) {
+    throw new BundleError(`${at}.file: expected a file name inside the bundle, got '${ew.file}'`);
+  }
+}
+
+/** {dir, manifest, modelBytes, riskBytes (null without early warning)} after every check. */
 export function loadBundle(dir) {
   const mpath = path.join(dir, 'manifest.json');
   if (!existsSync(mpath)) throw new BundleError(`${dir}: no manifest.json; is this a bundle written by \`pedagogym export\`?`);
@@ -70,5 +97,16 @@ export function loadBundle(dir) {
   if (digest !== manifest.model.sha256) {
     throw new BundleError(`${modelPath}: sha256 ${digest} does not match the manifest's ${manifest.model.sha256}; the model file was modified or replaced; re-export the bundle`);
   }
-  return { dir, manifest, modelBytes };
+  let riskBytes = null;
+  const ew = manifest.early_warning;
+  if (ew !== undefined && ew !== null) {
+    const riskPath = path.join(dir, ew.file);
+    if (!existsSync(riskPath)) throw new BundleError(`${dir}: missing ${ew.file} (the manifest's early_warning model)`);
+    riskBytes = readFileSync(riskPath);
+    const d = sha256(riskBytes);
+    if (d !== ew.sha256) {
+      throw new BundleError(`${riskPath}: sha256 ${d} does not match the manifest's early_warning.sha256 ${ew.sha256}; the early-warning model was modified or replaced; re-export the bundle`);
+    }
+  }
+  return { dir, manifest, modelBytes, riskBytes };
 }

@@ -2,9 +2,10 @@
 //
 //   import { Recommender } from 'pedagogym-client';
 //   const rec = await Recommender.load('bundle/');          // verifies format version and model sha256
-//   const { item_id, scores } = await rec.recommend(events);
-export { BundleError, FORMAT, FORMAT_VERSION, checkManifest, curriculumHash, loadBundle } from './bundle.js';
+//   const { item_id, scores, risk } = await rec.recommend(events);   // risk: bundles exported with --early-warning
+//   const { dropout, not_mastered } = await rec.risk(events);
+export { BundleError, FORMAT, FORMAT_VERSION, checkEarlyWarning, checkManifest, curriculumHash, loadBundle } from './bundle.js';
 export { EventError, parseEvents, parseTimestamp } from './events.js';
 export { EXPLAIN_KEYS, ExplainError, Explainer, parseExplainOptions } from './explain.js';
 export { actionMask, featureNames, featureSpec, featurize, itemsUnlocked, prerequisiteMet, replay, skillsUnlocked } from './features.js';
-export { CONSTRAINT_KEYS, ConstraintError, DailyCapReached, Recommender, SESSION_OPTIONS } from './recommender.js';
+export { CONSTRAINT_KEYS, ConstraintError, DailyCapReached, NoEarlyWarning, Recommender, SESSION_OPTIONS } from './recommender.js';

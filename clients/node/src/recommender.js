@@ -1,4 +1,5 @@
-// The recommender: event log -> features -> ONNX policy -> next item (as pedagogym/deploy/recommender.py).
+// The recommender: event log -> features -> ONNX policy -> next item (as pedagogym/deploy/recommender.py);
+// with an early-warning model in the bundle, the same features -> risk.onnx -> the learner's risks.
 import ort from 'onnxruntime-node';
 
 import { loadBundle, BundleError } from './bundle.js';
@@ -26,6 +27,13 @@ export class DailyCapReached extends ConstraintError {
 export const CONSTRAINT_KEYS = ['only', 'exclude', 'pin', 'forbid_skills', 'review_skills', 'daily_minutes'];
 const quotedKeys = CONSTRAINT_KEYS.map((k) => `'${k}'`).join(', ');
 
+export class NoEarlyWarning extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'NoEarlyWarning';
+  }
+}
+
 export const SESSION_OPTIONS = {
   intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all',
   logSeverityLevel: 3,
@@ -33,8 +41,10 @@ export const SESSION_OPTIONS = {
 
 export class Recommender {
   /** Use `await Recommender.load(dir)`. */
-  constructor(bundle, session, spec) {
+  constructor(bundle, session, spec, riskSession = null) {
     this.bundle = bundle;
+    this.riskSession = riskSession;
+    this.riskTargets = bundle.manifest.early_warning ? bundle.manifest.early_warning.targets.map((t) => t.name) : [];
     this.manifest = bundle.manifest;
     this.session = session;
     this.spec = spec;
@@ -61,7 +71,59 @@ export class Recommender {
     if (ins !== 'action_mask,obs' || outs !== 'action,scores') {
       throw new BundleError(`${dir}: policy.onnx has inputs [${ins}] and outputs [${outs}]; expected obs, action_mask -> scores, action`);
     }
-    return new Recommender(bundle, session, spec);
+    let riskSession = null;
+    if (bundle.riskBytes) {
+      const where = `${dir}/${bundle.manifest.early_warning.file}`;
+      try {
+        riskSession = await ort.InferenceSession.create(bundle.riskBytes, SESSION_OPTIONS);
+      } catch (err) {
+        throw new BundleError(`${where}: not a loadable ONNX model (${err.message})`);
+      }
+      const nT = bundle.manifest.early_warning.targets.length;
+      const inShape = riskSession.inputMetadata?.[0]?.shape;
+      const outShape = riskSession.outputMetadata?.[0]?.shape;
+      if (riskSession.inputNames.join(',') !== 'obs' || riskSession.outputNames.join(',') !== 'risk'
+          || (inShape && inShape[1] !== spec.nFeatures) || (outShape && outShape[1] !== nT)) {
+        throw new BundleError(`${where}: has inputs [${riskSession.inputNames}] ${JSON.stringify(inShape)} and outputs [${riskSession.outputNames}] ${JSON.stringify(outShape)}; expected obs[batch, ${spec.nFeatures}] -> risk[batch, ${nT}]`);
+      }
+    }
+    return new Recommender(bundle, session, spec, riskSession);
+  }
+
+  requireRisk() {
+    if (!this.riskSession) {
+      throw new NoEarlyWarning(`${this.bundle.dir}: this bundle has no early-warning model; export it with \`pedagogym export ... --early-warning\``);
+    }
+  }
+
+  /** A batch of observations Float32Array[N*D] -> Float32Array[N*T] risks (riskTargets order). */
+  async runRisk(obs, n = 1) {
+    this.requireRisk();
+    const out = await this.riskSession.run({ obs: new ort.Tensor('float32', Float32Array.from(obs), [n, this.spec.nFeatures]) });
+    return out.risk.data;
+  }
+
+  riskObject(risk, offset = 0) {
+    return Object.fromEntries(this.riskTargets.map((t, k) => [t, risk[offset + k]]));
+  }
+
+  /** {target: probability} for one learner at decision time `now` (same answer as the Python Recommender.risk). */
+  async risk(events, { now = null, learnerId = null } = {}) {
+    this.requireRisk();
+    const { obs } = this.features(events, { now, learnerId });
+    return this.riskObject(await this.runRisk(obs));
+  }
+
+  /** Several learners in one model call: {learnerId: events} -> {learnerId: {target: probability}}. */
+  async riskMany(logs, { now = null } = {}) {
+    this.requireRisk();
+    const ids = Object.keys(logs);
+    if (!ids.length) return {};
+    const d = this.spec.nFeatures;
+    const obs = new Float32Array(ids.length * d);
+    ids.forEach((id, k) => obs.set(this.features(logs[id], { now, learnerId: id }).obs, k * d));
+    const risk = await this.runRisk(obs, ids.length);
+    return Object.fromEntries(ids.map((id, k) => [id, this.riskObject(risk, k * this.riskTargets.length)]));
   }
 
   /** One decision: Float32Array[D], Uint8Array[I] -> {scores: Float32Array[I], action}. */
@@ -178,6 +240,7 @@ export class Recommender {
       n_events: evs.length,
       policy: this.manifest.policy.name ?? null,
     };
+    if (this.riskSession) out.risk = this.riskObject(await this.runRisk(obs));
     if (includeFeatures) out.features = Object.fromEntries(this.featureNames.map((n, k) => [n, obs[k]]));
     if (opts !== null) {
       const spent = constraints && constraints.daily_minutes !== undefined && constraints.daily_minutes !== null

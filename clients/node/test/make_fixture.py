@@ -9,10 +9,12 @@ featurizer changes):
 (with this checkout's ``pedagogym`` importable: an editable install of it, or ``PYTHONPATH=.``)
 
 - ``fixtures/bundle/``: a small deterministic policy (a random-weight MLP 32 -> 16 -> 6 with
-  observation normalisation) on the ``tiny`` curriculum, exported by ``pedagogym export``'s code;
+  observation normalisation) on the ``tiny`` curriculum, exported by ``pedagogym export``'s code,
+  with an early-warning model (``risk.onnx``; trained on the same env with engagement on, so that
+  learners drop out);
 - ``fixtures/parity.json``: event logs of learners simulated under hand-written policies
-  (round_robin, mastery; epoch-second, ISO 8601 and relative timestamps), decision points with the Python runtime's features, masks, scores and
-  actions, and bad inputs with the error each must raise;
+  (round_robin, mastery; epoch-second, ISO 8601 and relative timestamps), decision points with the Python runtime's
+  features, masks, scores, actions and risks, and bad inputs with the error each must raise;
 - ``fixtures/constraints.json``: teacher constraints of every kind (only, exclude, pin,
   forbid_skills, review_skills, daily_minutes) at decision points of parity.json's learners, with
   the Python runtime's item and eligible items, or its error (type and message) for infeasible,
@@ -235,6 +237,8 @@ def main() -> int:
     from pedagogym.envs import make
     from pedagogym.export import ExportSource, MLPPolicy, export_bundle, random_mlp
     from pedagogym.export.record import decision_points, event_logs, record_episodes
+    from pedagogym.warning import WarningConfig
+    from pedagogym.warning.bundle import train_for_bundle
 
     built = make("pedagogym/PrereqBKT-v0", **ENV)
     d, n_items = len(built.feature_names), built.curriculum.n_items
@@ -246,7 +250,10 @@ def main() -> int:
     bundle = FIXTURES / "bundle"
     if bundle.exists():
         shutil.rmtree(bundle)
-    export_bundle(source, bundle, verify_learners=8, created_utc="2024-05-01T00:00:00+00:00")
+    early_warning = train_for_bundle(source, WarningConfig(env=built.config.replace(engagement=True),
+                                                           policies=("random", "designer", "mastery"), learners=256,
+                                                           heldout_learners=128, seed=0))
+    export_bundle(source, bundle, verify_learners=8, created_utc="2024-05-01T00:00:00+00:00", early_warning=early_warning)
     rec = Recommender(bundle)
 
     # learners taught by hand-written policies (varied logs); the bundle's MLP answers at every point
@@ -277,7 +284,8 @@ def main() -> int:
             cases.append({"learner": n, "n_events": j, "now": now_v, "constraints": constraints,
                           "expected": {"action": out["action"], "item_id": out["item_id"], "session": out["session"],
                                        "scores": [out["scores"][i] for i in rec.item_ids],
-                                       "features": [float(v) for v in obs], "mask": [int(v) for v in mask]}})
+                                       "features": [float(v) for v in obs], "mask": [int(v) for v in mask],
+                                       "risk": out["risk"]}})
     ev0 = learners[0]["events"][:3]
     bad = [
         {"name": "unknown item", "events": [dict(ev0[0], item_id="zz9")], "error": "EventError", "match": "unknown item"},
@@ -305,7 +313,7 @@ def main() -> int:
         else:
             raise AssertionError(f"{b['name']}: no error")
     fixture = {"generated_by": "clients/node/test/make_fixture.py", "bundle": "bundle", "env": ENV,
-               "tolerance": {"features_atol": 1e-6, "scores_atol": 1e-5},
+               "tolerance": {"features_atol": 1e-6, "scores_atol": 1e-5, "risk_atol": 1e-6},
                "learners": learners, "cases": cases, "bad_inputs": bad}
     (FIXTURES / "parity.json").write_text(json.dumps(fixture, separators=(",", ":")) + "\n")
     gaps = [sorted(c["expected"]["scores"])[-1] - sorted(c["expected"]["scores"])[-2] for c in cases]

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { BundleError, ConstraintError, EventError, Recommender, loadBundle } from '../src/index.js';
+import { BundleError, ConstraintError, EventError, NoEarlyWarning, Recommender, loadBundle } from '../src/index.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 // PEDAGOGYM_PARITY_FIXTURE: another fixture in the same format (tests/test_export.py writes one with
@@ -28,6 +28,9 @@ test('features, masks, scores and actions equal the Python runtime on every fixt
   const { features_atol: fTol, scores_atol: sTol } = fixture.tolerance;
   let worstF = 0;
   let worstS = 0;
+  let worstR = 0;
+  let nRisk = 0;
+  const rTol = fixture.tolerance.risk_atol ?? 1e-6;
   assert.ok(fixture.cases.length > 100);
   for (const c of fixture.cases) {
     const learner = fixture.learners[c.learner];
@@ -47,8 +50,20 @@ test('features, masks, scores and actions equal the Python runtime on every fixt
     assert.equal(out.action, c.expected.action, `${where}: action`);
     assert.equal(out.item_id, c.expected.item_id, `${where}: item`);
     assert.equal(out.session, c.expected.session, `${where}: session index`);
+    if (c.expected.risk) { // bundles with an early-warning model: the risks the Python runtime gave
+      assert.deepEqual(Object.keys(out.risk), Object.keys(c.expected.risk), `${where}: risk targets`);
+      for (const [t, p] of Object.entries(c.expected.risk)) {
+        const dR = Math.abs(out.risk[t] - p);
+        worstR = Math.max(worstR, dR);
+        assert.ok(dR <= rTol, `${where}: ${t} risk differs by ${dR}`);
+      }
+      nRisk += 1;
+    } else {
+      assert.equal(out.risk, undefined, `${where}: a risk the fixture does not expect`);
+    }
   }
-  console.log(`# ${FIXTURE_FILE}: ${fixture.cases.length} decisions: max feature diff ${worstF}, max score diff ${worstS}`);
+  console.log(`# ${FIXTURE_FILE}: ${fixture.cases.length} decisions: max feature diff ${worstF}, max score diff ${worstS}; `
+    + `${nRisk} risks: max diff ${worstR}`);
 });
 
 test('batched run equals one decision at a time', async () => {
@@ -76,6 +91,31 @@ test('bad event logs raise EventError with a message naming the problem', async 
   await assert.rejects(rec.recommend(ev.slice(0, 2), { now: -1e12 }), EventError);
   await assert.rejects(rec.recommend(ev.slice(0, 2), { constraints: { only: ['nope'] } }), ConstraintError);
   await assert.rejects(rec.recommend(ev.slice(0, 2), { constraints: { only: [] } }), ConstraintError);
+});
+
+test('early warning: risk() and riskMany() equal recommend().risk; a bundle without one says so', async () => {
+  const rec = await Recommender.load(BUNDLE);
+  const withRisk = fixture.cases.filter((c) => c.expected.risk);
+  if (rec.riskSession) {
+    assert.equal(withRisk.length, fixture.cases.length, 'every case of a bundle with early warning expects risks');
+    for (const c of withRisk.slice(0, 40)) {
+      const events = fixture.learners[c.learner].events.slice(0, c.n_events);
+      assert.deepEqual(await rec.risk(events, { now: c.now }), (await rec.recommend(events, { now: c.now, constraints: c.constraints })).risk);
+    }
+    // keyed by learner: the fixture's events name the learner of their own recording, so drop that id
+    const logs = Object.fromEntries(fixture.learners.map((l) => [l.learner_id, l.events.map(({ learner_id: _, ...e }) => e)]));
+    const many = await rec.riskMany(logs);
+    assert.deepEqual(Object.keys(many), Object.keys(logs));
+    for (const [id, events] of Object.entries(logs)) {
+      const one = await rec.risk(events);
+      for (const t of rec.riskTargets) assert.ok(Math.abs(many[id][t] - one[t]) <= 1e-6, `${id} ${t}: batched ${many[id][t]} vs ${one[t]}`);
+    }
+  } else {
+    assert.equal(withRisk.length, 0);
+    const events = fixture.learners[0].events.slice(0, 3);
+    assert.equal((await rec.recommend(events)).risk, undefined);
+    await assert.rejects(rec.risk(events), NoEarlyWarning);
+  }
 });
 
 function tmpBundle(edit) {
@@ -124,5 +164,43 @@ test('an edited curriculum in the manifest is refused (content hash)', () => {
     assert.throws(() => loadBundle(dir), (err) => err instanceof BundleError && /content_hash/.test(err.message));
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('early warning: a bundle without the section loads; a tampered or missing risk.onnx is refused', async () => {
+  const editManifest = (d, edit) => {
+    const p = path.join(d, 'manifest.json');
+    const m = JSON.parse(readFileSync(p, 'utf8'));
+    edit(m);
+    writeFileSync(p, JSON.stringify(m));
+  };
+  const dirs = [];
+  try {
+    const plain = tmpBundle((d) => editManifest(d, (m) => { delete m.early_warning; }));
+    dirs.push(plain);
+    const rec = await Recommender.load(plain);
+    const events = fixture.learners[0].events.slice(0, 3);
+    assert.equal((await rec.recommend(events)).risk, undefined);
+    await assert.rejects(rec.risk(events), (err) => err instanceof NoEarlyWarning && /no early-warning model/.test(err.message));
+    const hasRisk = loadBundle(BUNDLE).riskBytes !== null;
+    const tampered = tmpBundle((d) => {
+      if (!hasRisk) { // give the plain bundle a section whose file is not there
+        editManifest(d, (m) => { m.early_warning = { file: 'risk.onnx', sha256: '0'.repeat(64), targets: [{ name: 'dropout' }], inputs: { obs: ['batch', m.observation.size] }, outputs: { risk: ['batch', 1] } }; });
+        return;
+      }
+      const p = path.join(d, 'risk.onnx');
+      const bytes = readFileSync(p);
+      bytes[bytes.length - 5] ^= 0xff;
+      writeFileSync(p, bytes);
+    });
+    dirs.push(tampered);
+    assert.throws(() => loadBundle(tampered), (err) => err instanceof BundleError && (hasRisk ? /risk\.onnx: sha256/ : /missing risk\.onnx/).test(err.message));
+    const badShape = tmpBundle((d) => editManifest(d, (m) => {
+      m.early_warning = { ...(m.early_warning ?? { file: 'risk.onnx', sha256: '0'.repeat(64), targets: [{ name: 'dropout' }] }), outputs: { risk: ['batch', 7] }, inputs: { obs: ['batch', m.observation.size] } };
+    }));
+    dirs.push(badShape);
+    assert.throws(() => loadBundle(badShape), (err) => err instanceof BundleError && /early_warning\.outputs/.test(err.message));
+  } finally {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
   }
 });
