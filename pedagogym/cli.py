@@ -170,6 +170,11 @@ def _enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
+# optional dependencies (top-level module names) and the extra (pyproject.toml) that installs them
+OPTIONAL_EXTRAS = ((("onnx", "onnxruntime"), "export"), (("fastapi", "uvicorn"), "serve"),
+                   (("stable_baselines3", "sb3_contrib", "torch"), "sb3"), (("ray",), "dist"))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["serve"]:  # a serving machine needs neither JAX nor the simulator: skip their imports
@@ -181,6 +186,13 @@ def main(argv: list[str] | None = None) -> int:
         _enable_compilation_cache()
     try:
         return args.func(args)
+    except ModuleNotFoundError as exc:  # an optional dependency: say which extra brings it
+        extra = next((e for mods, e in OPTIONAL_EXTRAS if (exc.name or "").split(".")[0] in mods), None)
+        if extra is None:
+            raise
+        print(f"pedagogym {args.verb}: error: the optional dependency {exc.name!r} is not installed; "
+              f"pip install 'pedagogym[{extra}]'", file=sys.stderr)
+        return 2
     except (ValueError, KeyError, FileNotFoundError, OSError) as exc:  # config / input errors: one clear line
         print(f"pedagogym {args.verb}: error: {exc}", file=sys.stderr)
         return 2

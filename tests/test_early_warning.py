@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import shutil
 from pathlib import Path
 
@@ -445,3 +446,26 @@ def test_a_model_for_another_observation_is_refused(trained):
         _config(policies=())
     with pytest.raises(WarningModelError, match="format 'pedagogym.risk-model'"):
         RiskModel.from_dict({"format": "other"})
+
+
+def test_cli_names_the_extra_when_an_optional_dependency_is_missing(monkeypatch, capsys, tmp_path):
+    """`pedagogym warn train` without onnx installed: one line naming the package and the extra
+    (pip install 'pedagogym[export]'), exit code 2, no traceback."""
+    import builtins
+
+    from pedagogym.cli import main
+
+    real_import = builtins.__import__
+
+    def no_onnx(name, *args, **kwargs):
+        if name == "onnx" or name.startswith("onnx."):
+            raise ModuleNotFoundError("No module named 'onnx'", name="onnx")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnx)
+    for mod in [m for m in sys.modules if m == "onnx" or m.startswith(("onnx.", "pedagogym.warning", "pedagogym.export"))]:
+        monkeypatch.delitem(sys.modules, mod)
+    assert main(["warn", "train", "--out", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert "'onnx' is not installed" in err and "pedagogym[export]" in err
+    assert not (tmp_path / "w").exists()
