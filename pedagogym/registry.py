@@ -14,6 +14,21 @@ T = TypeVar("T")
 _ALL: dict[str, "Registry"] = {}
 
 
+class StaticArg:
+    """Value-based hashing and equality from ``_static_key()`` (default: the type alone), so
+    that registered objects (student models, components, rewards, featurizers, policies) are
+    valid static ``jit`` arguments: equal settings hit the same compiled function."""
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._static_key()))
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self._static_key() == other._static_key()  # type: ignore[attr-defined]
+
+    def _static_key(self) -> tuple:
+        return ()
+
+
 class RegistryError(KeyError):
     """Unknown name or duplicate registration."""
 

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from pedagogym.curriculum.spec import CurriculumArrays
+from pedagogym.registry import StaticArg
 from pedagogym.student_models import bkt
 
 RT_SCALE_S = 600.0  # response times are reported as log1p(seconds) / log1p(RT_SCALE_S)
@@ -94,16 +95,10 @@ class History(NamedTuple):
         )
 
 
-class Featurizer:
+class Featurizer(StaticArg):
     """History -> float32 observation vector. Subclasses define names and ``__call__``."""
 
     name: ClassVar[str]
-
-    def __hash__(self) -> int:
-        return hash(type(self))
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other)
 
     def feature_names(self, skill_ids: tuple[str, ...], item_ids: tuple[str, ...]) -> list[str]:
         raise NotImplementedError

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, ClassVar, NamedTuple
 import jax.numpy as jnp
 from jax import Array
 
+from pedagogym.registry import StaticArg
+
 if TYPE_CHECKING:
     from pedagogym.envs.core import EnvParams, PedagogyEnv
 
@@ -24,16 +26,10 @@ class Outcome(NamedTuple):
     final_log_recall: Array  # mean log P(correct) at the test time
 
 
-class Reward:
+class Reward(StaticArg):
     name: ClassVar[str]
     description: ClassVar[str]
     needs_final: ClassVar[bool] = False  # reads final_score / final_log_recall
-
-    def __hash__(self) -> int:
-        return hash(type(self))
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other)
 
     def __call__(self, o: Outcome, params: "EnvParams") -> Array:
         raise NotImplementedError

@@ -29,6 +29,7 @@ import numpy as np
 import optax
 
 from pedagogym.curriculum.spec import CurriculumArrays
+from pedagogym.registry import StaticArg
 from pedagogym.student_models import bkt as bkt_mod
 from pedagogym.student_models.base import StudentModel, Traits
 
@@ -87,17 +88,14 @@ def pack_learners(log, group_of_learner: np.ndarray | None = None, min_len: int 
 
 
 # ---- tracers ----------------------------------------------------------------------------
-class ModelTracer:
+class ModelTracer(StaticArg):
     """A deterministic model observed through its own ``p_correct`` and ``learn``."""
 
     def __init__(self, model: StudentModel):
         self.model = model
 
-    def __hash__(self) -> int:
-        return hash((type(self), self.model))
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.model == other.model  # type: ignore[attr-defined]
+    def _static_key(self) -> tuple:
+        return (self.model,)
 
     def init(self, params, curr: CurriculumArrays):
         return self.model.init(_KEY, params, curr)

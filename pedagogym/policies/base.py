@@ -19,6 +19,7 @@ from jax import Array
 
 from pedagogym.envs.core import EnvParams, EnvState, PedagogyEnv
 from pedagogym.envs.observations import History
+from pedagogym.registry import StaticArg
 
 NEG = -1e9
 
@@ -30,21 +31,12 @@ class PolicyView(NamedTuple):
     latent: EnvState | None = None  # only for privileged policies
 
 
-class Policy:
+class Policy(StaticArg):
     """Base class. ``name`` is the registry key; instances are hashable static objects."""
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
     privileged: ClassVar[bool] = False
-
-    def __hash__(self) -> int:
-        return hash((type(self), self._static_key()))
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self._static_key() == other._static_key()  # type: ignore[attr-defined]
-
-    def _static_key(self) -> tuple:
-        return ()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}{self._static_key() or ''}"

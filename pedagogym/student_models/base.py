@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from pedagogym.curriculum.spec import CurriculumArrays
+from pedagogym.registry import StaticArg
 
 Params = Any  # a NamedTuple pytree of arrays
 State = Any
@@ -89,7 +90,7 @@ def skill_mean(values: Array, skills: Array) -> Array:
     return jnp.sum(values * skills) / jnp.maximum(jnp.sum(skills), 1.0)
 
 
-class StudentModel:
+class StudentModel(StaticArg):
     """Base class. Subclasses set ``name``, ``family``, ``Params``, ``State`` and implement
     ``default_params``, ``apply_traits``, ``init``, ``p_correct``, ``learn``, ``mastery``.
     """
@@ -97,16 +98,6 @@ class StudentModel:
     name: ClassVar[str]
     family: ClassVar[str]  # "skill" or "memory"
     citation: ClassVar[str] = ""
-
-    # identity-based hashing/equality so instances are valid static jit arguments
-    def __hash__(self) -> int:
-        return hash((type(self), self._static_key()))
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self._static_key() == other._static_key()  # type: ignore[attr-defined]
-
-    def _static_key(self) -> tuple:
-        return ()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

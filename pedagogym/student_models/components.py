@@ -10,18 +10,13 @@ import jax.numpy as jnp
 from jax import Array
 
 from pedagogym.curriculum.spec import CurriculumArrays
-from pedagogym.student_models.base import Traits, logit, row_sum
+from pedagogym.registry import StaticArg
+from pedagogym.student_models.base import Traits, logit
 
 
-class Component:
+class Component(StaticArg):
     name: ClassVar[str]
     citation: ClassVar[str] = ""
-
-    def __hash__(self) -> int:
-        return hash(type(self))
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
