@@ -200,3 +200,14 @@ def test_prerequisite_gate_is_the_product_over_prerequisites(floor):
         want = [np.prod([floor + (1 - floor) * m[p] for p in np.flatnonzero(pre[s])]) for s in range(4)]
         got = np.asarray(PREREQUISITES.gate(params, curr, jnp.asarray(m)))
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=0.0)
+
+
+def test_bkt_difficulty_shift_is_sigmoid_of_shifted_logit():
+    """BKT's item guess/slip shift p / (p + (1 - p) e^-d) is sigmoid(logit(p) + d), with logit's
+    clipping at 0 and 1 (a guess of exactly 0 stays a tiny positive number, as before)."""
+    from pedagogym.student_models.base import logit
+
+    for p in (0.0, 1e-9, 0.2, 0.5, 0.9, 1.0):
+        for d in (-2.0, 0.0, 1.5):
+            want = float(jax.nn.sigmoid(logit(jnp.float32(p)) + d))
+            assert float(bkt._shift(jnp.float32(p), jnp.float32(d))) == pytest.approx(want, rel=1e-5, abs=1e-12)

@@ -175,8 +175,8 @@ class PedagogyEnv:
             final_score = final_log = jnp.zeros((), jnp.float32)
         n_skills = mastery_after.shape[-1]  # means as row sums: see student_models.base.row_sum
         outcome = Outcome(mastery_before=row_sum(mastery_before) / n_skills,
-                          mastery_after=row_sum(mastery_after) / n_skills, all_mastered=all_mastered, done=done, dropped=dropped,
-                          final_score=final_score, final_log_recall=final_log)
+                          mastery_after=row_sum(mastery_after) / n_skills, all_mastered=all_mastered,
+                          done=done, dropped=dropped, final_score=final_score, final_log_recall=final_log)
         reward = self.reward(outcome, params).astype(jnp.float32)
 
         new_state = EnvState(

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from pedagogym.curriculum.spec import CurriculumArrays
-from pedagogym.student_models.base import StudentModel, Traits, item_default, item_skills, logit, skill_mean
+from pedagogym.student_models.base import EPS, StudentModel, Traits, item_default, item_skills, logit, skill_mean
 
 
 class BKTParams(NamedTuple):
@@ -66,9 +66,11 @@ def observe(p_known: Array, correct: Array, observed: Array, p_learn: Array, p_f
 
 # ---- the simulated learner ----------------------------------------------------------
 def _shift(p: Array, d: Array) -> Array:
-    """``sigmoid(logit(p) + d)`` written as ``p / (p + (1 - p) exp(-d))``: the same number,
-    but the only transcendental is ``exp`` of the item's difficulty (a curriculum constant),
-    so a post-test over every item costs no per-learner log or exp."""
+    """``sigmoid(logit(p) + d)`` (``logit`` clips p to [EPS, 1 - EPS]) written as
+    ``p / (p + (1 - p) exp(-d))``: the same number, but the only transcendental is ``exp`` of
+    the item's difficulty (a curriculum constant), so a post-test over every item costs no
+    per-learner log or exp."""
+    p = jnp.clip(p, EPS, 1.0 - EPS)
     return p / (p + (1.0 - p) * jnp.exp(-d))
 
 
