@@ -219,3 +219,29 @@ def test_summary_without_post_test_ranks_and_diffs_by_the_first_metric():
     assert "0.100 [0.100, 0.100]" in rows[0]  # leitner - random, paired: +0.1 for every learner
     m = matrix_table(summary, "mean_recall").set_index("policy")
     assert (m["metric"] == "mean_recall").all() and m.loc["sm2", "cards/efc/p"] == pytest.approx(0.55)
+
+
+def test_atomic_write_gives_plain_permissions_and_leaves_nothing_on_failure(tmp_path):
+    """Results and bundles are written through experiments.io.atomic_write: the file appears whole
+    with the permissions a plain write gives (0666 minus the umask; mkstemp alone makes 0600), and a
+    write that fails leaves neither the target nor a temp file behind."""
+    import os
+    import stat
+
+    from pedagogym.experiments.io import atomic_write, atomic_write_bytes
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    atomic_write_bytes(tmp_path / "a.bin", b"\x00\x01")
+    (tmp_path / "plain.bin").write_bytes(b"\x00\x01")
+    assert (tmp_path / "a.bin").read_bytes() == b"\x00\x01"
+    mode = stat.S_IMODE(os.stat(tmp_path / "a.bin").st_mode)
+    assert mode == 0o666 & ~umask == stat.S_IMODE(os.stat(tmp_path / "plain.bin").st_mode)
+
+    def broken(p):
+        p.write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(tmp_path / "b.txt", broken)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "plain.bin"]
