@@ -12,7 +12,6 @@ and the manifest an ``early_warning`` section; its verification is
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from pedagogym.deploy.bundle import MANIFEST_FILE, MODEL_FILE, load_bundle, sha2
 from pedagogym.deploy.events import parse_events
 from pedagogym.deploy.features import FeatureSpec, action_mask, featurize, replay
 from pedagogym.deploy.recommender import Recommender
+from pedagogym.experiments.io import atomic_write_bytes
 from pedagogym.export.graph import MASKED_SCORE, OPSET, policy_model, serialize
 from pedagogym.export.manifest import build_manifest
 from pedagogym.export.sources import ExportError, ExportSource
@@ -100,12 +100,6 @@ def verify_source(source: ExportSource, model_bytes: bytes, manifest: dict[str, 
     return report
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def export_bundle(source: ExportSource, out: str | Path, *, verify_learners: int = 32, overwrite: bool = False,
                   created_utc: str | None = None, early_warning: TrainedWarning | None = None) -> dict[str, Any]:
     """Write ``out/policy.onnx`` and ``out/manifest.json``; returns a report (paths, sha256,
@@ -130,10 +124,10 @@ def export_bundle(source: ExportSource, out: str | Path, *, verify_learners: int
         manifest["early_warning"]["verification"] = ew_bundle.verify(early_warning, risk_bytes, source, manifest,
                                                                      model_bytes, n_learners=verify_learners)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / MODEL_FILE, model_bytes)
+    atomic_write_bytes(out / MODEL_FILE, model_bytes)
     if risk_bytes is not None:
-        _atomic_write(out / manifest["early_warning"]["file"], risk_bytes)
-    _atomic_write(out / MANIFEST_FILE, (json.dumps(manifest, indent=1) + "\n").encode())
+        atomic_write_bytes(out / manifest["early_warning"]["file"], risk_bytes)
+    atomic_write_bytes(out / MANIFEST_FILE, (json.dumps(manifest, indent=1) + "\n").encode())
     Recommender(load_bundle(out)).recommend([])  # the written bundle loads and answers
     return {"out": str(out), "policy": source.name, "kind": source.kind, "sha256": digest, "opset": OPSET,
             "n_features": len(source.built.feature_names), "n_items": source.built.curriculum.n_items,
