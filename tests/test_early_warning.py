@@ -24,10 +24,10 @@ from pedagogym.deploy.server import create_app
 from pedagogym.export import ExportError, export_bundle, resolve
 from pedagogym.export.cli import main as export_cli
 from pedagogym.export.record import decision_points, event_logs, obs_index, record_episodes
+from pedagogym.fitting.metrics import average_ranks
 from pedagogym.warning import (TARGETS, WarningConfig, WarningConfigError, WarningModelError, auc, brier, ece,
                                env_config, reliability, risk_jax, risk_model_bytes, train_warning)
 from pedagogym.warning.bundle import check_risk, load_trained
-from pedagogym.warning.metrics import average_ranks
 from pedagogym.warning.model import RiskModel
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,23 +6,26 @@ import numpy as np
 P_CLIP = 1e-6
 
 
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``x``; tied values share the mean of the ranks they span."""
+    x = np.asarray(x, np.float64).reshape(-1)
+    order = np.argsort(x, kind="mergesort")
+    _, inverse, counts = np.unique(x[order], return_inverse=True, return_counts=True)
+    last = np.cumsum(counts)  # rank of each distinct value's last occurrence
+    mean_rank = last - (counts - 1) / 2.0
+    ranks = np.empty(len(x), np.float64)
+    ranks[order] = mean_rank[inverse]
+    return ranks
+
+
 def auc(y: np.ndarray, p: np.ndarray) -> float:
     """Area under the ROC curve (Mann-Whitney U with average ranks for ties); NaN if
     only one class is present."""
-    y = np.asarray(y, bool)
+    y = np.asarray(y, bool).reshape(-1)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    order = np.argsort(p, kind="mergesort")
-    ps = np.asarray(p)[order]
-    ranks = np.empty(len(ps))
-    # average ranks over ties
-    starts = np.r_[0, np.flatnonzero(ps[1:] != ps[:-1]) + 1]
-    ends = np.r_[starts[1:], len(ps)]
-    for a, b in zip(starts, ends):
-        ranks[a:b] = (a + b + 1) / 2.0
-    r = np.empty(len(ps))
-    r[order] = ranks
+    r = average_ranks(p)
     return float((r[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 

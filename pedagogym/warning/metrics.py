@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from pedagogym.fitting.metrics import auc as rank_auc
+
 
 def _check(scores, labels) -> tuple[np.ndarray, np.ndarray]:
     s = np.asarray(scores, np.float64).reshape(-1)
@@ -28,18 +30,6 @@ def _check(scores, labels) -> tuple[np.ndarray, np.ndarray]:
     return s, y
 
 
-def average_ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks of ``x``; tied values share the mean of the ranks they span."""
-    x = np.asarray(x, np.float64).reshape(-1)
-    order = np.argsort(x, kind="mergesort")
-    _, inverse, counts = np.unique(x[order], return_inverse=True, return_counts=True)
-    last = np.cumsum(counts)  # rank of each distinct value's last occurrence
-    mean_rank = last - (counts - 1) / 2.0
-    ranks = np.empty(len(x), np.float64)
-    ranks[order] = mean_rank[inverse]
-    return ranks
-
-
 def auc(scores, labels) -> float:
     """ROC AUC; ``ValueError`` if the labels are all of one class (the AUC is undefined)."""
     s, y = _check(scores, labels)
@@ -47,8 +37,7 @@ def auc(scores, labels) -> float:
     n_neg = len(y) - n_pos
     if n_pos == 0 or n_neg == 0:
         raise ValueError(f"AUC needs positive and negative labels; got {n_pos} positive and {n_neg} negative")
-    r = average_ranks(s)
-    return float((r[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return rank_auc(y, s)
 
 
 def brier(probs, labels) -> float:
