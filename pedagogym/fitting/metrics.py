@@ -47,13 +47,18 @@ def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     }
 
 
+def bin_sums(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(count, sum of predictions, sum of outcomes) in each of ``n_bins`` equal-width bins of
+    the prediction on [0, 1] (bin k holds k/n <= p < (k+1)/n; p = 1 falls in the last)."""
+    y, p = np.asarray(y, np.float64), np.asarray(p, np.float64)
+    k = np.clip((p * n_bins).astype(int), 0, n_bins - 1)
+    return (np.bincount(k, minlength=n_bins), np.bincount(k, weights=p, minlength=n_bins),
+            np.bincount(k, weights=y, minlength=n_bins))
+
+
 def calibration_bins(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mean prediction, observed rate, count) per equal-width bin of the prediction; bins
     with no predictions are left out."""
-    y, p = np.asarray(y, np.float64), np.asarray(p, np.float64)
-    k = np.clip((p * n_bins).astype(int), 0, n_bins - 1)
-    cnt = np.bincount(k, minlength=n_bins)
-    sp = np.bincount(k, weights=p, minlength=n_bins)
-    sy = np.bincount(k, weights=y, minlength=n_bins)
+    cnt, sp, sy = bin_sums(y, p, n_bins)
     m = cnt > 0
     return sp[m] / cnt[m], sy[m] / cnt[m], cnt[m]

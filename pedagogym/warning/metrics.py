@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from pedagogym.fitting.metrics import auc as rank_auc
+from pedagogym.fitting.metrics import bin_sums
 
 
 def _check(scores, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -59,15 +60,10 @@ def reliability(probs, labels, bins: int = 10) -> list[dict[str, Any]]:
     p, y = _check(probs, labels)
     if ((p < 0) | (p > 1)).any():
         raise ValueError("probabilities must be in [0, 1]")
-    k = np.minimum((p * bins).astype(np.int64), bins - 1)
-    rows = []
-    for b in range(bins):
-        sel = k == b
-        n = int(sel.sum())
-        rows.append({"bin": b, "lo": b / bins, "hi": (b + 1) / bins, "n": n,
-                     "mean_predicted": float(p[sel].mean()) if n else None,
-                     "observed": float(y[sel].mean()) if n else None})
-    return rows
+    cnt, sum_p, sum_y = bin_sums(y, p, bins)
+    return [{"bin": b, "lo": b / bins, "hi": (b + 1) / bins, "n": int(n),
+             "mean_predicted": float(sum_p[b] / n) if n else None, "observed": float(sum_y[b] / n) if n else None}
+            for b, n in enumerate(cnt)]
 
 
 def ece(probs, labels, bins: int = 10) -> float:
