@@ -228,7 +228,7 @@ def test_atomic_write_gives_plain_permissions_and_leaves_nothing_on_failure(tmp_
     import os
     import stat
 
-    from pedagogym.experiments.io import atomic_write, atomic_write_bytes
+    from pedagogym.io import atomic_write, atomic_write_bytes
 
     umask = os.umask(0o022)
     os.umask(umask)

@@ -22,12 +22,13 @@ from typing import Any
 
 import jax
 import numpy as np
+from pedagogym.errors import PedagogymError
 
 FORMAT = 1
 _MANIFEST_SUFFIX = ".json"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(PedagogymError):
     """A checkpoint that cannot be used; the message names the file and the reason."""
 
 
@@ -44,7 +45,7 @@ def manifest_path(payload: Path) -> Path:
 
 
 def versions() -> dict[str, str]:
-    from pedagogym.experiments.io import versions as base
+    from pedagogym.io import versions as base
 
     out = dict(base())
     for mod in ("flax", "optax", "stable_baselines3", "sb3_contrib", "torch"):
@@ -63,7 +64,7 @@ def run_identity(config, built) -> dict[str, Any]:
 
 def write_checkpoint(payload: Path, write_payload, meta: dict[str, Any]) -> Path:
     """Atomically write ``payload`` (via ``write_payload(tmp_path)``), then its manifest."""
-    from pedagogym.experiments.io import atomic_write, atomic_write_json
+    from pedagogym.io import atomic_write, atomic_write_json
 
     atomic_write(payload, write_payload)
     manifest = {"format": FORMAT, "payload": payload.name, "sha256": sha256_file(payload), "created": time.time(),

@@ -29,6 +29,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from pedagogym.errors import PedagogymError
 
 ALGOS = ("jax_ppo", "sb3_ppo", "sb3_a2c", "sb3_dqn", "sb3_maskable_ppo", "sb3_recurrent_ppo")
 #: hyperparameters that can vary between agents of one run (``[sweep]``); for ``jax_ppo`` they
@@ -36,7 +37,7 @@ ALGOS = ("jax_ppo", "sb3_ppo", "sb3_a2c", "sb3_dqn", "sb3_maskable_ppo", "sb3_re
 SWEEPABLE = ("lr", "ent_coef", "clip", "vf_coef", "gamma", "gae_lambda", "max_grad_norm")
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(PedagogymError):
     """A bad training config; the message names the source, the key and the problem."""
 
 
@@ -238,7 +239,7 @@ def train_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Trai
         raise _err(source, "env", str(exc)) from None
     v["env_id"], v["env_settings"] = env_id, tuple(sorted(env.items()))
 
-    from pedagogym.experiments.config import parse_seeds
+    from pedagogym.io import parse_seeds
 
     v["seeds"] = parse_seeds(data.get("seeds", [0]))
     if v["seeds"] is None:

@@ -57,7 +57,7 @@ class TrainGroupJob:
 
 
 def _write_group(run_dir: Path, files: dict[str, bytes]) -> None:
-    from pedagogym.experiments.io import atomic_write
+    from pedagogym.io import atomic_write
 
     for rel in sorted(files, key=lambda r: r == "manifest.json"):  # the manifest last: complete means complete
         data = files[rel]
@@ -69,7 +69,7 @@ def train_groups(config: TrainConfig, out: str | Path, backend, restart: bool = 
     :class:`~pedagogym.experiments.backends.RayBackend`); returns what ``groups.json`` holds."""
     import shutil
 
-    from pedagogym.experiments.io import atomic_write_json
+    from pedagogym.io import atomic_write_json
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -95,7 +95,7 @@ class RunContext:
 
 # ---- curves ------------------------------------------------------------------------------------
 def write_curves(path: Path, rows: list[dict[str, Any]]) -> None:
-    from pedagogym.experiments.io import atomic_write_text
+    from pedagogym.io import atomic_write_text
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CURVE_COLUMNS, extrasaction="ignore", lineterminator="\n")
@@ -122,7 +122,7 @@ def plot_curves(csv_path: Path, png_path: Path, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pedagogym.experiments.io import atomic_write
+    from pedagogym.io import atomic_write
 
     rows = read_curves(csv_path)
     if not rows:
@@ -164,7 +164,7 @@ def plot_curves(csv_path: Path, png_path: Path, title: str = "") -> None:
 # ---- manifests ---------------------------------------------------------------------------------
 def write_run_manifest(ctx: RunContext, update: int, env_steps: int, checkpoint: Path | None, complete: bool) -> None:
     from pedagogym.agents.checkpoint import versions
-    from pedagogym.experiments.io import atomic_write_json, git_commit
+    from pedagogym.io import atomic_write_json, git_commit
 
     cfg = ctx.config
     last = {}
@@ -197,7 +197,7 @@ def read_run_manifest(run_dir: Path) -> dict[str, Any]:
 
 def _prepare_dir(config: TrainConfig, out: Path, restart: bool) -> None:
     """Create ``out``; refuse a directory that holds a different run (naming its file)."""
-    from pedagogym.experiments.io import atomic_write_json
+    from pedagogym.io import atomic_write_json
 
     cfg_path = out / "config.json"
     if restart:

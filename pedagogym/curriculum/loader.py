@@ -51,6 +51,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+from pedagogym.errors import PedagogymError
 from pedagogym.curriculum.spec import (
     DIFFICULTY_RANGE,
     DISCRIMINATION_RANGE,
@@ -70,7 +71,7 @@ _ID = re.compile(r"\S+")
 _MAX_LISTED = 15
 
 
-class CurriculumError(ValueError):
+class CurriculumError(PedagogymError):
     """An invalid curriculum. ``str(err)`` is ``SOURCE: KEY: PROBLEM`` (no KEY for file-level errors).
 
     Attributes: ``source`` (file path or ``"<dict>"``), ``key`` (path inside the document, e.g.

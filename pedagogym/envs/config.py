@@ -10,6 +10,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from pedagogym.errors import PedagogymError
 from pedagogym.curriculum.spec import Curriculum
 from pedagogym.envs.constraints import Constraints
 from pedagogym.envs.core import EnvParams, PedagogyEnv
@@ -18,7 +19,7 @@ from pedagogym.student_models.learner import Learner
 from pedagogym.student_models.population import Population
 
 
-class EnvConfigError(ValueError):
+class EnvConfigError(PedagogymError):
     """A bad environment setting; the message names the source, the key and the problem."""
 
 

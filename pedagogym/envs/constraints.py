@@ -33,10 +33,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from pedagogym.errors import PedagogymError
 from pedagogym.curriculum.spec import Curriculum, CurriculumArrays
 
 
-class ConstraintError(ValueError):
+class ConstraintError(PedagogymError):
     """Constraints that name unknown items or skills, or leave no item to present."""
 
 

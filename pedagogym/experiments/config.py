@@ -9,11 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pedagogym.errors import PedagogymError
+from pedagogym.io import parse_seeds
+
 METRICS = ("post_test", "final_mastery", "mean_recall", "log_recall", "steps_to_mastery", "mastered", "dropped",
            "time_spent_min", "days", "total_reward", "ability_rmse", "test_length")
 
 
-class ExperimentConfigError(ValueError):
+class ExperimentConfigError(PedagogymError):
     """A bad experiment config; the message names the file, the key and the problem."""
 
 
@@ -69,17 +72,6 @@ def _str_list(value: Any, source: str, key: str, allow_empty: bool = False) -> t
     if len(set(value)) != len(value):
         raise _err(source, key, f"duplicate entries in {value!r}")
     return tuple(value)
-
-
-def parse_seeds(value: Any) -> tuple[int, ...] | None:
-    """A config's ``seeds`` (an integer or a list of them) as a tuple, or None unless they are
-    distinct non-negative integers (the caller raises its own error, naming its file)."""
-    seeds = [value] if isinstance(value, int) and not isinstance(value, bool) else value
-    if (not isinstance(seeds, list) or not seeds
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
-            or len(set(seeds)) != len(seeds)):
-        return None
-    return tuple(seeds)
 
 
 def experiment_from_dict(data: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:

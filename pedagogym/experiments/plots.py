@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pedagogym.experiments.io import atomic_write  # noqa: E402
+from pedagogym.io import atomic_write  # noqa: E402
 
 SIM = ["env", "student_model", "population"]
 

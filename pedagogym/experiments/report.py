@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from pedagogym.experiments.config import ExperimentConfig, ci_halfwidth
-from pedagogym.experiments.io import atomic_write, atomic_write_text
+from pedagogym.io import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
     from pedagogym.experiments.runner import Cell

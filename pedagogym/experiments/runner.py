@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from pedagogym.experiments.config import ExperimentConfig, EnvEntry
-from pedagogym.experiments.io import atomic_write, atomic_write_json, git_commit, versions
+from pedagogym.io import atomic_write, atomic_write_json, git_commit, versions
 from pedagogym.experiments.rollout import EpisodeResult, evaluate, learner_keys
 
 CELL_FORMAT = 2  # 2: ability_error, ability_se

@@ -22,7 +22,7 @@ from pedagogym.deploy.bundle import MANIFEST_FILE, MODEL_FILE, load_bundle, sha2
 from pedagogym.deploy.events import parse_events
 from pedagogym.deploy.features import FeatureSpec, action_mask, featurize, replay
 from pedagogym.deploy.recommender import Recommender
-from pedagogym.experiments.io import atomic_write_bytes
+from pedagogym.io import atomic_write_bytes
 from pedagogym.export.graph import MASKED_SCORE, OPSET, policy_model, serialize
 from pedagogym.export.manifest import build_manifest
 from pedagogym.export.sources import ExportError, ExportSource

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from pedagogym.errors import PedagogymError
 from pedagogym.envs.config import BuiltEnv
 from pedagogym.export.graph import ACTIVATIONS, Dense, MLPSpec, Normalizer
 from pedagogym.export.handwritten import EXPORTERS, NOT_EXPORTABLE, GraphScorer
@@ -29,7 +30,7 @@ from pedagogym.export.policies import MLPPolicy
 from pedagogym.policies.base import Policy
 
 
-class ExportError(ValueError):
+class ExportError(PedagogymError):
     """A policy or checkpoint that cannot be exported; the message says why."""
 
 

@@ -21,7 +21,7 @@ def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[s
     ``metrics.csv``, ``params_<model>.csv``, ``calibration.png``, ``manifest.json``.
     Returns 0. Raises ``LogError`` / ``FitError`` (ValueError) on bad input.
     """
-    from pedagogym.experiments.io import atomic_write, atomic_write_json, atomic_write_text, versions
+    from pedagogym.io import atomic_write, atomic_write_json, atomic_write_text, versions
     from pedagogym.fitting.fit import fit, fitter_for
     from pedagogym.fitting.log import read_log
     from pedagogym.fitting.population_file import dumps_toml, write_population

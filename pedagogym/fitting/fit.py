@@ -28,6 +28,7 @@ from typing import Any, Callable
 import jax.numpy as jnp
 import numpy as np
 
+from pedagogym.errors import PedagogymError
 from pedagogym.fitting import engine
 from pedagogym.fitting.engine import FreeField, Spec
 from pedagogym.fitting.log import Log
@@ -37,7 +38,7 @@ DEFAULT_SESSIONS_PER_WEEK = 5.0
 OTHER_GROUP = "other"
 
 
-class FitError(ValueError):
+class FitError(PedagogymError):
     """The log cannot support the requested fit (e.g. too few learners)."""
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pedagogym.errors import PedagogymError
 
 REQUIRED = ("learner_id", "item_id", "skill_id", "correct", "timestamp")
 OPTIONAL = ("response_time", "rating", "group")
@@ -38,7 +39,7 @@ MAX_SHOWN = 20
 MAX_UNIX_SECONDS = 32503680000.0  # year 3000: larger numbers are not unix seconds (milliseconds?)
 
 
-class LogError(ValueError):
+class LogError(PedagogymError):
     """A log file that cannot be used as it is. ``problems`` lists ``(line, reason)``;
     line numbers are the file's (the header is line 1, the first data row line 2)."""
 

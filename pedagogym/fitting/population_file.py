@@ -30,11 +30,12 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
+from pedagogym.errors import PedagogymError
 from pedagogym.curriculum.spec import Curriculum, CurriculumArrays
 from pedagogym.fitting.engine import TRAIT_ORDER
 
 
-class FittedParamsError(ValueError):
+class FittedParamsError(PedagogymError):
     """A fitted population file without usable parameters for the model; names the file."""
 
 
@@ -130,7 +131,7 @@ def population_dict(result, name: str | None = None) -> dict:
 
 def write_population(result, path: str | Path, name: str | None = None) -> Path:
     """Write the fitted population TOML atomically; returns the path."""
-    from pedagogym.experiments.io import atomic_write_text
+    from pedagogym.io import atomic_write_text
 
     path = Path(path)
     text = dumps_toml(population_dict(result, name),

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import jax.numpy as jnp
 
+from pedagogym.errors import PedagogymError
 from pedagogym.curriculum import Curriculum, CurriculumError, resolve_curriculum
 from pedagogym.envs.config import BuiltEnv, EnvConfig, build
 from pedagogym.envs.core import EnvParams
@@ -18,7 +19,7 @@ from pedagogym.policies.base import Policy
 from pedagogym.student_models.population import Population
 
 
-class StressConfigError(ValueError):
+class StressConfigError(PedagogymError):
     """A bad stress-test setting; the message names the setting and the problem."""
 
 

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pedagogym.experiments.io import atomic_write  # noqa: E402
+from pedagogym.io import atomic_write  # noqa: E402
 from pedagogym.stress.findings import HARD_FAIL_FACTOR, HARD_FAIL_MIN, STALL_FACTOR, STALL_MIN  # noqa: E402
 
 DPI = 110

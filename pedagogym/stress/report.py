@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from pedagogym.experiments.io import atomic_write, atomic_write_json, atomic_write_text, git_commit, versions
+from pedagogym.io import atomic_write, atomic_write_json, atomic_write_text, git_commit, versions
 from pedagogym.stress.findings import Finding, findings, findings_table
 from pedagogym.stress.plots import plot_all
 

@@ -17,12 +17,13 @@ import jax.numpy as jnp
 import jax.scipy.special  # noqa: F401
 from jax import Array
 
+from pedagogym.errors import PedagogymError
 from pedagogym.student_models.base import Traits
 
 TRAIT_NAMES = ("prior", "speed", "memory", "persistence")
 
 
-class PopulationError(ValueError):
+class PopulationError(PedagogymError):
     """A population definition is invalid; the message names the source and the key."""
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from onnx import TensorProto
 
+from pedagogym.errors import PedagogymError
 from pedagogym.export.graph import Dense, GraphBuilder, MLPSpec, Normalizer
 
 RISK_INPUT, RISK_OUTPUT = "obs", "risk"
@@ -38,7 +39,7 @@ REDUCTIONS = {
 }
 
 
-class WarningModelError(ValueError):
+class WarningModelError(PedagogymError):
     """An early-warning model that does not fit the observation it is given, or a bad model file."""
 
 

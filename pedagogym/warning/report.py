@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pedagogym.experiments.io import atomic_write, atomic_write_json, atomic_write_text, git_commit, versions
+from pedagogym.io import atomic_write, atomic_write_json, atomic_write_text, git_commit, versions
 from pedagogym.warning.train import TrainedWarning
 
 MODEL_FILE, METRICS_FILE, RISK_ONNX, RUN_MANIFEST = "model.json", "metrics.json", "risk.onnx", "manifest.json"

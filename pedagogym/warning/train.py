@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from pedagogym.errors import PedagogymError
 from pedagogym.envs.config import BuiltEnv, EnvConfig
 from pedagogym.export.graph import ACTIVATIONS, Dense, MLPSpec, Normalizer
 from pedagogym.policies.base import Policy
@@ -35,7 +36,7 @@ NORM_CLIP = 10.0
 CHECKPOINTS = (5, 10, 25, 50)  # learner-level AUC from the decision after this many events
 
 
-class WarningConfigError(ValueError):
+class WarningConfigError(PedagogymError):
     """A bad early-warning setting; the message names the key and what was expected."""
 
 

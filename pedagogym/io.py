@@ -1,4 +1,6 @@
-"""Atomic file writes and the run manifest: an interrupted run never leaves a half file."""
+"""Neutral helpers shared by every layer (experiments, agents, stress, fitting, warning, export):
+atomic file writes (an interrupted run never leaves a half file), version stamps for manifests,
+seed lists, and spreadsheet-safe CSV cells. Imports nothing from pedagogym at module level."""
 from __future__ import annotations
 
 import json
@@ -66,3 +68,26 @@ def versions() -> dict[str, str]:
     return {"pedagogym": pedagogym.__version__, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
             "numpy": numpy.__version__, "python": platform.python_version(), "platform": platform.platform(),
             "device": str(jax.devices()[0])}
+
+
+def parse_seeds(value: Any) -> tuple[int, ...] | None:
+    """A config's ``seeds`` (an integer or a list of them) as a tuple, or None unless they are
+    distinct non-negative integers (the caller raises its own error, naming its file)."""
+    seeds = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if (not isinstance(seeds, list) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+            or len(set(seeds)) != len(seeds)):
+        return None
+    return tuple(seeds)
+
+
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula (it begins with ``=``, ``+``, ``-``,
+    ``@``, tab or carriage return: OWASP's CSV-injection rule) gets a leading ``'``; numbers and
+    every other value pass unchanged, so numeric columns (negative numbers included) stay numeric."""
+    if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
+        return "'" + value
+    return value
