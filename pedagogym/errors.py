@@ -9,3 +9,17 @@ from __future__ import annotations
 
 class PedagogymError(ValueError):
     """A user error: the message names what is wrong and where (file, line, key)."""
+
+
+class UsageError(PedagogymError):
+    """Command-line flags that do not go together or have a bad value."""
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """What the CLI prints as one line (exit 2): a :class:`PedagogymError`, a ``ValueError`` of
+    the deploy runtime (``BundleError``, ``EventError``, ``ConstraintError``..., which cannot
+    derive from this module's base) and a file that cannot be read or written (``OSError``).
+    Anything else is a bug and keeps its traceback."""
+    if isinstance(exc, (PedagogymError, OSError)):
+        return True
+    return isinstance(exc, ValueError) and type(exc).__module__.startswith("pedagogym.deploy.")

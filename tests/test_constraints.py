@@ -14,7 +14,7 @@ import pytest
 from pedagogym.curriculum import resolve_curriculum
 from pedagogym.deploy.recommender import ConstraintError, DailyCapReached, Recommender
 from pedagogym.envs import make
-from pedagogym.envs.constraints import ConstraintError as SimConstraintError, build_constraints
+from pedagogym.envs.constraints import ConstraintSpecError, build_constraints
 from pedagogym.policies import POLICIES, PolicyView
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def test_infeasible_or_unknown_constraints_are_refused_when_built():
                       (dict(review_skills=["a"], forbid_skills=["a"]), "no item satisfies"),
                       (dict(pin="zz"), "unknown item"), (dict(forbid_skills=["q"]), "unknown skill"),
                       (dict(daily_minutes=0), "daily_minutes")):
-        with pytest.raises(SimConstraintError, match=match):
+        with pytest.raises(ConstraintSpecError, match=match):
             build_constraints(TINY, **kw)
 
 

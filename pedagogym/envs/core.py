@@ -26,7 +26,7 @@ from jax import Array
 
 from pedagogym.curriculum.spec import CurriculumArrays
 from pedagogym.envs import ability
-from pedagogym.envs.constraints import allowed_items
+from pedagogym.envs.constraints import Constraints, allowed_items
 from pedagogym.envs.observations import Featurizer, History, ObserverParams, PlatformFeatures
 from pedagogym.envs.rewards import Outcome, PostTest, Reward
 from pedagogym.student_models.base import row_sum
@@ -59,7 +59,8 @@ class EnvParams(NamedTuple):
                        standard error below this (read only by envs built with ``stop_on_se``;
                        ``horizon`` is the maximum test length)
     constraints:       a teacher's constraints (pin, forbidden items / skills, review skills,
-                       daily time cap), :mod:`pedagogym.envs.constraints`; ``build`` sets none
+                       daily time cap), :mod:`pedagogym.envs.constraints`; ``build`` sets
+                       ``Constraints.none`` (the one way to say "no constraints")
     """
 
     curriculum: CurriculumArrays
@@ -73,10 +74,10 @@ class EnvParams(NamedTuple):
     test_delay_days: Array
     dropout_penalty: Array
     invalid_action_s: Array
-    terminate_on_mastery: Array = True
-    model_params: Any = None  # None = the model's defaults
-    stop_se: Any = 0.0
-    constraints: Any = None  # teacher constraints (:class:`pedagogym.envs.constraints.Constraints`); None = none
+    terminate_on_mastery: Array
+    model_params: Any  # the model's own params pytree (e.g. ``BKTParams``)
+    stop_se: Array
+    constraints: Constraints  # ``Constraints.none(I, S)`` = no constraints
 
 
 class EnvState(NamedTuple):
@@ -150,7 +151,7 @@ class PedagogyEnv:
         t = h.t + rt / SECONDS_PER_DAY
         today = jnp.floor(h.t).astype(jnp.int32)
         day_time = jnp.where(today == state.day, state.day_time_s, 0.0) + rt
-        capped = day_time >= self._daily_cap(params)
+        capped = day_time >= params.constraints.daily_cap_s
         session_over = ((t - h.session_start) * SECONDS_PER_DAY >= params.session_s) | capped
         gap = 7.0 / lp.traits.sessions_per_week * jax.random.uniform(k_gap, minval=0.75, maxval=1.25)
         next_start = jnp.maximum(h.session_start + gap, t)
@@ -229,15 +230,10 @@ class PedagogyEnv:
         met = PREREQUISITES.met(curr, state.history.belief, params.unlock_threshold)
         unlocked = (~met).astype(jnp.float32) @ (curr.q_matrix > 0).astype(jnp.float32).T < 0.5  # no locked skill
         available = params.item_available
-        if params.constraints is not None:
-            allowed = available & allowed_items(params.constraints, curr)
-            available = jnp.where(jnp.any(allowed), allowed, available)
+        allowed = available & allowed_items(params.constraints, curr)
+        available = jnp.where(jnp.any(allowed), allowed, available)
         mask = available & unlocked
         return jnp.where(row_sum(mask) > 0.5, mask, available)
-
-    @staticmethod
-    def _daily_cap(params: EnvParams) -> Array:
-        return jnp.inf if params.constraints is None else params.constraints.daily_cap_s
 
     def observation(self, state: EnvState, params: EnvParams) -> Array:
         obs = self.featurizer(state.history, params.curriculum, params.horizon.astype(jnp.float32), params.session_s)

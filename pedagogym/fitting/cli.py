@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from pedagogym.errors import UsageError
+
 
 def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[str], out: str | Path, *,
                 salt: str | None = None, holdout: float = 0.2, seed: int = 0, min_group_size: int = 10,
@@ -30,10 +32,10 @@ def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[s
     t0 = time.perf_counter()
     models = [m.strip() for m in (model.split(",") if isinstance(model, str) else model) if m.strip()]
     if not models:
-        raise ValueError("no model given (e.g. --model bkt or --model bkt,pfa,irt2pl)")
+        raise UsageError("no model given (e.g. --model bkt or --model bkt,pfa,irt2pl)")
     names = [fitter_for(m).name for m in models]  # unknown names fail here, before reading the log
     if len(set(names)) != len(names):
-        raise ValueError(f"a model is named twice: {models}")
+        raise UsageError(f"a model is named twice: {models}")
     out = Path(out)
     say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))  # noqa: E731
     log = read_log(list(logs) if isinstance(logs, (list, tuple)) else logs, salt=salt)

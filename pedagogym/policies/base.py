@@ -11,10 +11,12 @@ in batched rollouts and in the Gymnasium loop.
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
 from pedagogym.envs.core import EnvParams, EnvState, PedagogyEnv
@@ -53,6 +55,22 @@ class Policy(StaticArg):
         """int32[] the chosen item (always a valid one) and the new policy memory."""
         s, pstate = self.scores(key, pstate, view, params, env)
         return masked_argmax(s, view.action_mask), pstate
+
+
+def weights_fingerprint(*trees: Any) -> str:
+    """sha256 of pytrees of concrete arrays (structure, dtypes, shapes and bytes): the identity of a
+    policy's weights, so that two policies hash and compare equal only when their weights are
+    the same (a static ``jit`` argument or an ``lru_cache`` key must never reuse another's
+    weights). Traced arrays cannot be fingerprinted (``np.asarray`` raises)."""
+    h = hashlib.sha256()
+    for tree in trees:
+        leaves, treedef = jax.tree_util.tree_flatten(tree)
+        h.update(str(treedef).encode())
+        for leaf in leaves:
+            a = np.ascontiguousarray(np.asarray(leaf))
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def masked_argmax(scores: Array, mask: Array) -> Array:

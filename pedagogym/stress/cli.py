@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from pedagogym.errors import is_user_error
+
 
 def _cmd_stress(args: argparse.Namespace) -> int:
     from pedagogym.curriculum import CurriculumError
@@ -35,7 +37,9 @@ def _cmd_stress(args: argparse.Namespace) -> int:
     except CurriculumError as exc:
         print(f"pedagogym stress: invalid curriculum: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, KeyError, FileNotFoundError) as exc:
+    except Exception as exc:  # user errors: one line; bugs keep their traceback
+        if not is_user_error(exc):
+            raise
         print(f"pedagogym stress: error: {exc}", file=sys.stderr)
         return 2
     c = prepared.designer
