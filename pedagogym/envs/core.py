@@ -96,6 +96,14 @@ class EnvState(NamedTuple):
     day_time_s: Array = 0.0  # float32[] seconds on task during that day (for the daily time cap)
 
 
+class FinalTest(NamedTuple):
+    """float32[] scores of one learner's final test (see :meth:`PedagogyEnv.final_test`)."""
+
+    post_test: Array  # the learner model's post-test score
+    mean_recall: Array  # mean P(correct) over every item
+    log_recall: Array  # mean log P(correct) over every item (P clipped at 1e-6)
+
+
 def _select(pred: Array, a: Any, b: Any) -> Any:
     return jax.tree.map(lambda x, y: jnp.where(pred, x, y), a, b)
 
@@ -171,7 +179,8 @@ class PedagogyEnv:
         truncated = (history.step >= params.horizon) & ~terminated
         done = terminated | truncated
         if self.reward.needs_final:
-            final_score, final_log = self.final_scores(lp, student, params, history.t)
+            final = self.final_test(lp, student, params, history.t)
+            final_score, final_log = final.post_test, final.log_recall
         else:
             final_score = final_log = jnp.zeros((), jnp.float32)
         n_skills = mastery_after.shape[-1]  # means as row sums: see student_models.base.row_sum
@@ -213,12 +222,13 @@ class PedagogyEnv:
         return (history.step > 0) & (se < params.stop_se)
 
     # ---- views --------------------------------------------------------------------------
-    def final_scores(self, lp: LearnerParams, ls: LearnerState, params: EnvParams, t: Array) -> tuple[Array, Array]:
-        """(post-test score, mean log P(correct)) at ``t + test_delay_days``."""
+    def final_test(self, lp: LearnerParams, ls: LearnerState, params: EnvParams, t: Array) -> "FinalTest":
+        """The final test at ``t + test_delay_days``: post-test score and mean (log) P(correct) over
+        every item (the one computation behind rewards, evaluation rollouts and stress tests)."""
         t_test = t + params.test_delay_days
         p = self.learner.model.p_correct_all(lp.model, ls.model, params.curriculum, t_test)
-        score = self.learner.post_test(lp, ls, params.curriculum, t_test)
-        return score, jnp.mean(jnp.log(jnp.clip(p, 1e-6, 1.0)))
+        return FinalTest(post_test=self.learner.post_test(lp, ls, params.curriculum, t_test), mean_recall=jnp.mean(p),
+                         log_recall=jnp.mean(jnp.log(jnp.clip(p, 1e-6, 1.0))))
 
     def action_mask(self, state: EnvState, params: EnvParams) -> Array:
         """bool[I]: items available, allowed by the teacher constraints (``params.constraints``)

@@ -6,6 +6,7 @@ featurizer turns it into a flat float32 vector with named features (``feature_na
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import ClassVar, NamedTuple
 
 import jax.numpy as jnp
@@ -95,16 +96,18 @@ class History(NamedTuple):
         )
 
 
-class Featurizer(StaticArg):
+class Featurizer(StaticArg, ABC):
     """History -> float32 observation vector. Subclasses define names and ``__call__``."""
 
     name: ClassVar[str]
 
+    @abstractmethod
     def feature_names(self, skill_ids: tuple[str, ...], item_ids: tuple[str, ...]) -> list[str]:
-        raise NotImplementedError
+        """The name of every entry of the vector, in order."""
 
+    @abstractmethod
     def __call__(self, h: History, curr: CurriculumArrays, horizon: Array, session_s: Array) -> Array:
-        raise NotImplementedError
+        """float32[D] the observation of history ``h``."""
 
 
 class PlatformFeatures(Featurizer):
