@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from pedagogym.curriculum.spec import CurriculumArrays
-from pedagogym.envs import ability
+import pedagogym.envs.ability as ability  # the module itself, not through the package __init__ (which imports this one)
 from pedagogym.envs.constraints import Constraints, allowed_items
 from pedagogym.envs.observations import Featurizer, History, ObserverParams, PlatformFeatures
 from pedagogym.envs.rewards import Outcome, PostTest, Reward

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pedagogym.errors import PedagogymError
-from pedagogym.fitting import engine
+import pedagogym.fitting.engine as engine  # not through the package __init__, which imports this module
 from pedagogym.fitting.engine import FreeField, Spec
 from pedagogym.fitting.log import Log
 from pedagogym.fitting.metrics import metrics
