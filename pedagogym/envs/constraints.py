@@ -14,14 +14,18 @@ leaves no available item raises :class:`ConstraintSpecError` when it is built
 (:func:`build_constraints`): inside a jitted step nothing can raise, so infeasible sets are
 refused before they reach the env. When the constraints leave items but prerequisite locks
 hide all of them, the mask falls back to the constrained items ignoring the locks (as the
-env already falls back to every available item when everything is locked).
+env already falls back to every available item when everything is locked): a pinned item is
+presented even when it is locked, the teacher overriding the prerequisites. The deployed
+runtime (:meth:`pedagogym.deploy.recommender.Recommender.constrain`, and the Node client)
+applies this same rule; ``tests/test_constraints.py`` checks that the two agree.
 
 The daily cap cannot act through the mask alone (a mask is never empty): once the time on
 task of the current day reaches the cap, the env ends the session after the item in
 progress, and the learner comes back at the start of the next day at the earliest. Days in
 the simulator are ``floor(t)`` on its clock (day 0 starts at the learner's first item; the
 simulator has no time of day). The deployed runtime (:mod:`pedagogym.deploy.recommender`)
-applies the same rules to an event log, with UTC calendar days for the cap.
+applies the same rules to an event log, with UTC calendar days for the cap; it raises where the
+simulator refuses a set at build time (no available item allowed).
 """
 from __future__ import annotations
 
