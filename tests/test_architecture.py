@@ -215,3 +215,41 @@ if __name__ == "__main__":  # print what the lists would hold today
         print("cycle", sorted(c))
     for e in sorted(upward_imports(GRAPH)):
         print("upward", e)
+
+
+# ---- one observation schema ---------------------------------------------------------------------
+def test_schema_is_jax_free_and_every_reader_agrees():
+    from pedagogym import schema
+    from pedagogym.deploy import features as deploy_features
+    from pedagogym.envs.observations import PlatformFeatures
+
+    tree = ast.parse((ROOT / "schema.py").read_text(encoding="utf-8"))
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert imported <= {"__future__", "collections"}, imported
+    skills, items = ("a", "b"), ("a1", "a2", "b1")
+    names = schema.feature_names(skills, items)
+    assert len(names) == schema.n_features(2, 3) == 3 * 2 + 3 * 3 + 5
+    assert PlatformFeatures().feature_names(skills, items) == names == deploy_features.feature_names(skills, items)
+    assert deploy_features.FEATURE_GROUPS == schema.FEATURE_GROUPS
+    assert (deploy_features.RT_SCALE_S, deploy_features.SECONDS_PER_DAY) == (schema.RT_SCALE_S, schema.SECONDS_PER_DAY)
+
+
+def test_a_bundle_with_another_schema_is_refused(tmp_path):
+    import json
+    import shutil
+
+    from pedagogym import schema
+    from pedagogym.deploy.bundle import BundleError, load_bundle
+
+    src = ROOT.parent / "clients" / "node" / "test" / "fixtures" / "bundle"
+    for edit, match in ((lambda o: o.update(groups=list(reversed(schema.manifest_section()["groups"]))), "groups"),
+                        (lambda o: o.update(rt_scale_s=300.0), "rt_scale_s")):
+        dst = tmp_path / match
+        shutil.copytree(src, dst)
+        m = json.loads((dst / "manifest.json").read_text())
+        m["observation"].update(schema.manifest_section())  # what `pedagogym export` writes now
+        edit(m["observation"])
+        (dst / "manifest.json").write_text(json.dumps(m))
+        with pytest.raises(BundleError, match=match):
+            load_bundle(dst)

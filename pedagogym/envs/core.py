@@ -29,11 +29,10 @@ import pedagogym.envs.ability as ability  # the module itself, not through the p
 from pedagogym.envs.constraints import Constraints, allowed_items
 from pedagogym.envs.observations import Featurizer, History, ObserverParams, PlatformFeatures
 from pedagogym.envs.rewards import Outcome, PostTest, Reward
+from pedagogym.schema import SECONDS_PER_DAY
 from pedagogym.student_models.base import row_sum
 from pedagogym.student_models.learner import PREREQUISITES, Learner, LearnerParams, LearnerState
 from pedagogym.student_models.population import PopulationArrays
-
-SECONDS_PER_DAY = 86400.0
 
 
 class EnvParams(NamedTuple):

@@ -17,8 +17,9 @@ from pedagogym.deploy.bundle import FORMAT, FORMAT_VERSION
 from pedagogym.deploy.features import SESSION_RULE, DEFAULT_IDLE_GAP_S, feature_names
 from pedagogym.envs.config import BuiltEnv
 from pedagogym.errors import PedagogymError
-from pedagogym.envs.observations import RT_SCALE_S, PlatformFeatures
+from pedagogym.envs.observations import PlatformFeatures
 from pedagogym.export.graph import IR_VERSION, MASKED_SCORE, OPSET
+from pedagogym.schema import RT_SCALE_S, manifest_section
 from pedagogym.student_models.learner import OBSERVED_KINDS
 
 FEATURE_DEFINITIONS = {
@@ -58,7 +59,7 @@ def features_section(built: BuiltEnv) -> dict[str, Any]:
         features.append({"index": k, "name": n, "group": group, **({"of": arg[:-1]} if arg else {}),
                          "definition": FEATURE_DEFINITIONS[group]})
     return {"featurizer": env.featurizer.name, "size": len(names), "feature_names": names, "features": features,
-            "dtype": "float32", "rt_scale_s": RT_SCALE_S, "seconds_per_day": 86400.0}
+            "dtype": "float32", **manifest_section()}
 
 
 def build_manifest(built: BuiltEnv, *, policy: dict[str, Any], model_sha256: str, training: dict[str, Any] | None,

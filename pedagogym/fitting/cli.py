@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from pedagogym.errors import UsageError
+from pedagogym.schema import SECONDS_PER_DAY
 
 
 def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[str], out: str | Path, *,
@@ -66,7 +67,7 @@ def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[s
     atomic_write(out / "calibration.png", lambda p: calibration_plot(results, p))
     files += ["curriculum.toml", "metrics.csv", "calibration.png", "report.md", "manifest.json"]
     summary = {"learners": log.n_learners, "interactions": log.n_interactions, "items": log.n_items,
-               "skills": log.n_skills, "span_days": float(log.timestamp.max() - log.timestamp.min()) / 86400.0}
+               "skills": log.n_skills, "span_days": float(log.timestamp.max() - log.timestamp.min()) / SECONDS_PER_DAY}
     options = {"models": names, "holdout": holdout, "seed": seed, "min_group_size": min_group_size,
                "forgetting": forgetting, "fsrs_weights": fsrs_weights, "max_trait_interactions": max_trait_interactions,
                "session_gap_minutes": session_gap_minutes, "per_learner": per_learner, "salt_given": salt is not None}

@@ -33,6 +33,7 @@ from pedagogym.registry import StaticArg
 from pedagogym.student_models import bkt as bkt_mod
 from pedagogym.student_models import fsrs
 from pedagogym.student_models.base import StudentModel, Traits
+from pedagogym.schema import SECONDS_PER_DAY
 
 P_CLIP = 1e-6
 _KEY = jax.random.PRNGKey(0)  # deterministic models ignore the key of ``learn``
@@ -80,7 +81,7 @@ def pack_learners(log, group_of_learner: np.ndarray | None = None, min_len: int 
             item=jnp.asarray(np.where(mask, log.item[idx], 0), jnp.int32),
             correct=jnp.asarray(np.where(mask, log.correct[idx], 0), jnp.float32),
             rating=jnp.asarray(np.where(mask, rating[idx], 0), jnp.int32),
-            t=jnp.asarray(np.where(mask, (log.timestamp[idx] - t0[who][:, None]) / 86400.0, 0.0), jnp.float32),
+            t=jnp.asarray(np.where(mask, (log.timestamp[idx] - t0[who][:, None]) / SECONDS_PER_DAY, 0.0), jnp.float32),
             mask=jnp.asarray(mask),
             group=jnp.asarray(gl[who], jnp.int32),
             learner=jnp.asarray(who, jnp.int32),
