@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from pedagogym.errors import UsageError, is_user_error
+from pedagogym.errors import UsageError, exit_on_user_error
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -202,10 +202,7 @@ def main(argv: list[str] | None = None) -> int:
               f"pip install 'pedagogym[{extra}]'", file=sys.stderr)
         return 2
     except Exception as exc:  # user errors (config, input, files): one clear line; bugs keep their traceback
-        if not is_user_error(exc):
-            raise
-        print(f"pedagogym {args.verb}: error: {exc}", file=sys.stderr)
-        return 2
+        return exit_on_user_error(exc, f"pedagogym {args.verb}")
 
 
 if __name__ == "__main__":

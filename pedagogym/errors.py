@@ -6,6 +6,8 @@ older ``ValueError`` subclasses keep working. The deploy runtime (``pedagogym.de
 nothing from pedagogym, so its errors (``BundleError``, ``EventError``...) keep ``ValueError`` as base."""
 from __future__ import annotations
 
+import sys
+
 
 class PedagogymError(ValueError):
     """A user error: the message names what is wrong and where (file, line, key)."""
@@ -23,3 +25,12 @@ def is_user_error(exc: BaseException) -> bool:
     if isinstance(exc, (PedagogymError, OSError)):
         return True
     return isinstance(exc, ValueError) and type(exc).__module__.startswith("pedagogym.deploy.")
+
+
+def exit_on_user_error(exc: BaseException, prog: str) -> int:
+    """In a CLI's ``except Exception``: print a user error as one line and return exit code 2;
+    re-raise anything else (a bug keeps its traceback)."""
+    if not is_user_error(exc):
+        raise exc
+    print(f"{prog}: error: {exc}", file=sys.stderr)
+    return 2

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pedagogym.errors import UsageError, is_user_error
+from pedagogym.errors import UsageError, exit_on_user_error
 
 
 def _setting(text: str) -> tuple[str, Any]:
@@ -128,10 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except Exception as exc:  # user errors: one line; bugs keep their traceback
-        if not is_user_error(exc):
-            raise
-        print(f"pedagogym {args.verb}: error: {exc}", file=sys.stderr)
-        return 2
+        return exit_on_user_error(exc, f"pedagogym {args.verb}")
 
 
 if __name__ == "__main__":

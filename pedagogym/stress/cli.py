@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from pedagogym.errors import is_user_error
+from pedagogym.errors import exit_on_user_error
 
 
 def _cmd_stress(args: argparse.Namespace) -> int:
@@ -38,10 +38,7 @@ def _cmd_stress(args: argparse.Namespace) -> int:
         print(f"pedagogym stress: invalid curriculum: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # user errors: one line; bugs keep their traceback
-        if not is_user_error(exc):
-            raise
-        print(f"pedagogym stress: error: {exc}", file=sys.stderr)
-        return 2
+        return exit_on_user_error(exc, "pedagogym stress")
     c = prepared.designer
     out = Path(args.out) if args.out else Path("results") / f"stress-{c.name}"
     say(f"{c.name}: {c.n_skills} skills, {c.n_items} items; {config.learners:,} learners x {config.horizon} items, "
