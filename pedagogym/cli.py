@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from pedagogym.errors import UsageError, exit_on_user_error
+
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from pedagogym.registry import all_registries
@@ -44,6 +46,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     """Run an experiment config; print the summary table."""
     from pedagogym.experiments import load_experiment, run_experiment
 
+    if args.chunk_learners < 0:
+        raise UsageError(f"--chunk-learners: chunk_learners: expected a positive integer (or 0: all learners of a "
+                         f"cell at once), got {args.chunk_learners}")
     config = load_experiment(args.config)  # validated: bad configs stop here, before any work
     out = Path(args.out) if args.out else Path("results") / config.name
     n_cells = sum(len(e.models) * len(e.populations) * len(config.policies_for(e)) for e in config.envs) * len(config.seeds)
@@ -70,9 +75,12 @@ def _backend(args: argparse.Namespace):
 
     if args.backend == "local":
         if args.address is not None or args.workers is not None or args.gpus_per_cell is not None:
-            raise ValueError("--address, --workers and --gpus-per-cell need --backend ray")
+            raise UsageError("--address, --workers and --gpus-per-cell need --backend ray")
         return LocalBackend()
-    return RayBackend(address=args.address, workers=args.workers, gpus_per_cell=args.gpus_per_cell or 0.0)
+    try:
+        return RayBackend(address=args.address, workers=args.workers, gpus_per_cell=args.gpus_per_cell or 0.0)
+    except ValueError as exc:  # the flags' values, checked by the backend
+        raise UsageError(str(exc)) from None
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -193,9 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pedagogym {args.verb}: error: the optional dependency {exc.name!r} is not installed; "
               f"pip install 'pedagogym[{extra}]'", file=sys.stderr)
         return 2
-    except (ValueError, KeyError, FileNotFoundError, OSError) as exc:  # config / input errors: one clear line
-        print(f"pedagogym {args.verb}: error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:  # user errors (config, input, files): one clear line; bugs keep their traceback
+        return exit_on_user_error(exc, f"pedagogym {args.verb}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from pedagogym.errors import PedagogymError
+
 T = TypeVar("T")
 
 _ALL: dict[str, "Registry"] = {}
@@ -29,8 +31,8 @@ class StaticArg:
         return ()
 
 
-class RegistryError(KeyError):
-    """Unknown name or duplicate registration."""
+class RegistryError(PedagogymError, KeyError):
+    """Unknown name or duplicate registration (a ``KeyError`` too, for callers that catch one)."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want plain text
         return str(self.args[0])

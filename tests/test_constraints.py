@@ -14,7 +14,7 @@ import pytest
 from pedagogym.curriculum import resolve_curriculum
 from pedagogym.deploy.recommender import ConstraintError, DailyCapReached, Recommender
 from pedagogym.envs import make
-from pedagogym.envs.constraints import ConstraintError as SimConstraintError, build_constraints
+from pedagogym.envs.constraints import ConstraintSpecError, build_constraints
 from pedagogym.policies import POLICIES, PolicyView
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def test_infeasible_or_unknown_constraints_are_refused_when_built():
                       (dict(review_skills=["a"], forbid_skills=["a"]), "no item satisfies"),
                       (dict(pin="zz"), "unknown item"), (dict(forbid_skills=["q"]), "unknown skill"),
                       (dict(daily_minutes=0), "daily_minutes")):
-        with pytest.raises(SimConstraintError, match=match):
+        with pytest.raises(ConstraintSpecError, match=match):
             build_constraints(TINY, **kw)
 
 
@@ -129,9 +129,9 @@ def test_runtime_daily_cap_and_infeasible_sets():
         REC.recommend(ev, {"daily_minutes": 1})
     assert REC.recommend(ev, {"daily_minutes": 1}, now=86400.0 + 10)["item_id"]  # the next UTC day
     skills = REC.spec.skill_ids
-    for bad, match in (({"forbid_skills": list(skills)}, "no unlocked item"), ({"pin": "zz"}, "unknown item"),
+    for bad, match in (({"forbid_skills": list(skills)}, "no item satisfies"), ({"pin": "zz"}, "unknown item"),
                        ({"review_skills": ["nope"]}, "unknown skill"), ({"daily_minutes": -1}, "daily_minutes"),
-                       ({"pin": "a1", "exclude": ["a1"]}, "cannot be presented")):
+                       ({"pin": "a1", "exclude": ["a1"]}, "excluded by another constraint")):
         with pytest.raises(ConstraintError, match=match):
             REC.recommend(ev, bad)
 
@@ -154,7 +154,7 @@ def test_http_constraints_and_clear_errors_keep_the_service_up():
             r = await post({"events": ev, "constraints": {"pin": other}})
             assert r.status_code == 200 and r.json()["item_id"] == other
             r = await post({"events": ev, "constraints": {"forbid_skills": list(REC.spec.skill_ids)}})
-            assert r.status_code == 422 and "no unlocked item" in r.json()["detail"]
+            assert r.status_code == 422 and "no item satisfies" in r.json()["detail"]
             r = await post({"events": ev, "constraints": {"daily_minutes": 1}})
             assert r.status_code == 409 and "daily cap" in r.json()["detail"]
             r = await post({"events": ev, "constraints": {"daily_minutes": "x"}})
@@ -163,6 +163,34 @@ def test_http_constraints_and_clear_errors_keep_the_service_up():
             assert (await post({"events": ev})).json() == free
 
     asyncio.run(run())
+
+
+# ---- one rule in the simulator and the runtime -------------------------------------------------
+@pytest.mark.parametrize("constraints", [
+    {"pin": "c2"},  # a locked item, pinned: presented (the teacher overrides the prerequisites)
+    {"review_skills": ["c"]},  # locks hide every allowed item: the allowed items, ignoring the locks
+    {"review_skills": ["b", "a"]},  # some allowed items unlocked: only those
+    {"only": ["b1", "c1"]}, {"exclude": ["a1", "a2"]}, {"forbid_skills": ["a"]},
+])
+def test_simulator_and_runtime_apply_the_same_constraint_rule(constraints):
+    """The bundle's own env (tiny; b needs a, c needs b; unlock at belief 0.5) before any event:
+    only a's items are unlocked. Both sides must allow the same items."""
+    from pedagogym.deploy.features import action_mask, replay
+    from pedagogym.envs.config import EnvConfig, build
+
+    built = build(EnvConfig.from_dict(REC.manifest["env"]["config"]))
+    items = built.curriculum.item_ids
+    sim_kw = {"pin": constraints.get("pin"), "forbid_skills": constraints.get("forbid_skills", ()),
+              "review_skills": constraints.get("review_skills", ()),
+              "forbid_items": [i for i in items if i in constraints.get("exclude", ())
+                               or ("only" in constraints and i not in constraints["only"])]}
+    params = built.params._replace(constraints=build_constraints(built.curriculum, **sim_kw))
+    _, state = built.env.reset(jax.random.PRNGKey(0), params)
+    sim = [i for i, ok in zip(items, np.asarray(built.env.action_mask(state, params))) if ok]
+    base = action_mask(REC.spec, replay(REC.spec, []))
+    assert [i for i, ok in zip(REC.item_ids, base) if ok] == ["a1", "a2"]  # the setting the cases assume
+    deployed = [i for i, ok in zip(REC.item_ids, REC.constrain(base, constraints)) if ok]
+    assert sim == deployed
 
 
 # ---- the Node client: the same constraints, answers and errors --------------------------------------

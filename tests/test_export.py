@@ -287,7 +287,7 @@ def test_constraints():
     assert out["scores"][free["item_id"]] == -1e9
     only = [i for i in free["eligible"] if i != free["item_id"]][:1]
     assert r.recommend(ev, {"only": only})["item_id"] == only[0]
-    for bad, match in (({"only": []}, "no unlocked item"), ({"only": ["zz"]}, "unknown item"),
+    for bad, match in (({"only": []}, "no item satisfies"), ({"only": ["zz"]}, "unknown item"),
                        ({"avoid": ["a1"]}, "unknown key"), ({"only": "a1"}, "list of item ids")):
         with pytest.raises(ConstraintError, match=match):
             r.recommend(ev, bad)
@@ -493,7 +493,7 @@ def test_http_bad_input_is_a_422_with_a_message_and_the_service_stays_up(served,
 def test_http_rejects_malformed_bodies(served):
     http = served["http"]
     for body, match in (({"events": _events(), "extra": 1}, "extra"), ({}, "events"), ([], "body"),
-                        ({"events": _events(), "constraints": {"only": []}}, "no unlocked item"),
+                        ({"events": _events(), "constraints": {"only": []}}, "no item satisfies"),
                         ({"events": _events(), "constraints": {"only": ["zz9"]}}, "unknown item"),
                         ({"events": _events(), "constraints": {"avoid": ["a1"]}}, "extra"),
                         ({"events": _events(), "now": [1]}, "now"),

@@ -125,18 +125,17 @@ def _package_sequence(ratings, intervals_days):
 
 @jax.jit
 def _ours_sequence(ratings, intervals_days):
-    """(stability, difficulty) after each review from the pure helpers (first interval unused)."""
-    s0, d0 = fsrs.init_stability(ratings[0]), fsrs.init_difficulty(ratings[0])
+    """(stability, difficulty) after each review from ``fsrs.review``, one call a review as the
+    package's ``review_card`` (the first review's interval is unused)."""
 
     def step(carry, x):
-        s, d = carry
+        s, d, reviewed = carry
         rating, gap = x
-        r = fsrs.retrievability(gap, s)
-        s, d = fsrs.next_state(s, d, r, rating, gap)
-        return (s, d), jnp.stack([s, d])
+        s, d = fsrs.review(s, d, reviewed, rating, gap)
+        return (s, d, jnp.ones((), bool)), jnp.stack([s, d])
 
-    _, rest = jax.lax.scan(step, (s0, d0), (ratings[1:], intervals_days[1:]))
-    return jnp.concatenate([jnp.stack([s0, d0])[None], rest])
+    zero = jnp.zeros((), jnp.float32)
+    return jax.lax.scan(step, (zero, zero, jnp.zeros((), bool)), (ratings, intervals_days))[1]
 
 
 def _cross_check(ratings, intervals):

@@ -305,8 +305,7 @@ def test_fsrs_scheduler_updates_memory_states_from_responses():
     assert math.isclose(float(ps.difficulty[2]), float(fsrs.init_difficulty(3)), rel_tol=1e-6)
     h = answered(h, 2, False, t=4.0)  # a lapse three days later
     _, ps2 = act(policy, h, pstate=ps)
-    r = fsrs.retrievability(3.0, ps.stability[2])
-    s_want, d_want = fsrs.next_state(ps.stability[2], ps.difficulty[2], r, 1, 3.0)
+    s_want, d_want = fsrs.review(ps.stability[2], ps.difficulty[2], True, fsrs.AGAIN, 3.0)
     assert math.isclose(float(ps2.stability[2]), float(s_want), rel_tol=1e-5)
     assert math.isclose(float(ps2.difficulty[2]), float(d_want), rel_tol=1e-5)
     assert float(ps2.stability[2]) < float(ps.stability[2])

@@ -9,6 +9,7 @@ adapter (see :mod:`pedagogym.agents.sb3_agents`).
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,15 +25,19 @@ from pedagogym.policies.base import Policy
 POLICY_FILE = "policy.msgpack"
 
 
-class Algorithm:
+class Algorithm(ABC):
+    """A training algorithm (JAX PPO, an SB3 algorithm): trains a run, loads its agents."""
+
     name: ClassVar[str]
     description: ClassVar[str]
 
+    @abstractmethod
     def train(self, config: TrainConfig, ctx: RunContext) -> None:
-        raise NotImplementedError
+        """Train every agent of ``config`` into ``ctx.run_dir`` (resuming from its checkpoints)."""
 
+    @abstractmethod
     def load_policy(self, run_dir: Path, manifest: dict[str, Any], index: int) -> Policy:
-        raise NotImplementedError
+        """Agent ``index`` of a finished run as a :class:`Policy`."""
 
 
 def _bar(ctx: RunContext, total: int, initial: int, desc: str):

@@ -21,13 +21,15 @@ from typing import Any
 import jax
 import numpy as np
 
+from pedagogym.errors import UsageError
+
 
 def parse_settings(pairs: list[str]) -> dict[str, Any]:
     """``["horizon=150", "reward=mastery_gain"]`` -> typed values (TOML syntax, else a string)."""
     out: dict[str, Any] = {}
     for kv in pairs:
         if "=" not in kv:
-            raise ValueError(f"--setting: expected KEY=VALUE, got {kv!r}")
+            raise UsageError(f"--setting: expected KEY=VALUE, got {kv!r}")
         k, v = kv.split("=", 1)
         try:
             out[k.strip()] = tomllib.loads(f"v = {v}")["v"]
@@ -92,7 +94,7 @@ def bench_sb3(config, sb3_steps: int, num_envs: int, repeats: int = 1, vec: str 
         built = cfg.build_env()  # the same env (id and settings) as the JAX side, once per learner
         venv = make_vec_env(lambda: PedagogyGymEnv(built), n_envs=cfg.num_envs, seed=0)
     else:
-        raise ValueError(f"vec: expected 'gymnasium' or 'batched', got {vec!r}")
+        raise UsageError(f"vec: expected 'gymnasium' or 'batched', got {vec!r}")
     model = PPO("MlpPolicy", venv, seed=0, device="cpu", verbose=0, **_mapped_kwargs("sb3_ppo", cfg, agent))
     t0 = time.perf_counter()
     model.learn(cfg.batch_size)  # warm-up: compiles the JAX env step, first torch calls

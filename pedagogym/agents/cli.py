@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from pedagogym.errors import UsageError
+
 
 def train_command(args: argparse.Namespace) -> int:
     """Train (or resume) the agents of a training config; print where everything went."""
@@ -22,7 +24,7 @@ def train_command(args: argparse.Namespace) -> int:
     if getattr(args, "backend", "local") == "ray":
         return _train_ray(args, config, out)
     if getattr(args, "address", None) is not None or getattr(args, "workers", None) is not None:
-        raise ValueError("--address and --workers need --backend ray")
+        raise UsageError("--address and --workers need --backend ray")
     print(f"{config.name}: {config.algo}, {config.n_agents} agent(s) x {config.num_updates} updates x "
           f"{config.batch_size} env steps on {config.env_id} -> {out}/", file=sys.stderr)
     manifest = train(config, out, progress=not args.quiet, max_chunks=args.max_chunks, restart=args.restart)
@@ -66,7 +68,7 @@ def bench_train(args: argparse.Namespace) -> int:
     env_id = args.env_id
     if isinstance(env_id, list):  # the main bench parser's --env-id is repeatable
         if len(env_id) > 1:
-            raise ValueError(f"bench train: one --env-id at a time, got {env_id}")
+            raise UsageError(f"bench train: one --env-id at a time, got {env_id}")
         env_id = env_id[0]
     result = run(env_id=env_id or "pedagogym/PrereqBKT-v0", agents=args.agents, num_envs=args.num_envs,
                  num_steps=args.num_steps, updates=args.updates, sb3_steps=args.sb3_steps,

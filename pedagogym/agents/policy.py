@@ -28,13 +28,14 @@ import jax.numpy as jnp
 from jax import Array
 
 from pedagogym.agents.networks import NetworkSpec, ObsNorm, masked_logits
-from pedagogym.policies.base import Policy, masked_argmax
+from pedagogym.policies.base import Policy, masked_argmax, weights_fingerprint
 
 
 class TrainedPolicy(Policy):
     """A trained JAX PPO agent. ``params`` and ``obs_norm`` may be concrete (numpy, for use as a
-    static argument of ``evaluate``; equality and hashing go by ``tag``, which names the run,
-    agent and checkpoint digest) or traced (inside training, never hashed)."""
+    static argument of ``evaluate``; equality and hashing go by a fingerprint of the weights and
+    observation statistics, never by ``tag``, which only names the run, agent and checkpoint
+    digest in ``repr``) or traced (inside training, never hashed)."""
 
     name = "agent"
     description = "a trained JAX PPO agent (masked argmax of its policy logits)"
@@ -43,9 +44,12 @@ class TrainedPolicy(Policy):
                  tag: str = "<memory>"):
         self.spec, self.params, self.obs_norm = spec, params, obs_norm
         self.deterministic, self.tag = deterministic, tag
+        self._fp: str | None = None
 
     def _static_key(self) -> tuple:
-        return (self.tag, self.spec, self.deterministic)
+        if self._fp is None:  # lazily: traced params (inside training) are never hashed
+            self._fp = weights_fingerprint(self.params, self.obs_norm)
+        return (self._fp, self.spec, self.deterministic)
 
     def __repr__(self) -> str:
         return f"TrainedPolicy({self.tag!r})"
@@ -127,6 +131,7 @@ class TorchMLPPolicy(Policy):
 
     def __init__(self, structure: tuple[str, ...], weights: tuple, tag: str = "<memory>"):
         self.structure, self.weights, self.tag = structure, weights, tag
+        self._fp: str | None = None
 
     @classmethod
     def from_sb3(cls, model, tag: str = "<memory>") -> "TorchMLPPolicy":
@@ -145,8 +150,10 @@ class TorchMLPPolicy(Policy):
     def parts(self) -> tuple[tuple[str, ...], Any]:
         return self.structure, self.weights
 
-    def _static_key(self) -> tuple:
-        return (self.tag,)
+    def _static_key(self) -> tuple:  # the weights' fingerprint, not the tag (see TrainedPolicy)
+        if self._fp is None:
+            self._fp = weights_fingerprint(self.weights)
+        return (self.structure, self._fp)
 
     def __repr__(self) -> str:
         return f"TorchMLPPolicy({self.tag!r})"
@@ -168,6 +175,7 @@ class TorchLSTMPolicy(Policy):
 
     def __init__(self, lstm: tuple, structure: tuple[str, ...], weights: tuple, tag: str = "<memory>"):
         self.lstm, self.structure, self.weights, self.tag = lstm, structure, weights, tag  # lstm: (W_ih, W_hh, b)
+        self._fp: str | None = None
 
     @classmethod
     def from_sb3(cls, model, tag: str = "<memory>") -> "TorchLSTMPolicy":
@@ -188,8 +196,10 @@ class TorchLSTMPolicy(Policy):
     def parts(self) -> tuple[tuple[str, ...], Any]:
         return self.structure, (self.lstm, self.weights)
 
-    def _static_key(self) -> tuple:
-        return (self.tag,)
+    def _static_key(self) -> tuple:  # the weights' fingerprint, not the tag (see TrainedPolicy)
+        if self._fp is None:
+            self._fp = weights_fingerprint(self.lstm, self.weights)
+        return (self.structure, self._fp)
 
     def __repr__(self) -> str:
         return f"TorchLSTMPolicy({self.tag!r})"

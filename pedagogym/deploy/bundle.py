@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pedagogym.deploy.features import feature_names
+from pedagogym.deploy.features import feature_names, schema_mismatch
 
 FORMAT = "pedagogym.policy-bundle"
 FORMAT_VERSION = 1
@@ -93,6 +93,10 @@ def check_manifest(m: Any, where: str = MANIFEST_FILE) -> None:
     obs = m["observation"]
     if obs.get("featurizer") != "platform":
         raise BundleError(f"{where}: observation.featurizer {obs.get('featurizer')!r} has no runtime featurizer")
+    mismatch = schema_mismatch(obs)
+    if mismatch:
+        raise BundleError(f"{where}: {mismatch}; export the bundle again with this version, or serve it with "
+                          f"the version that exported it")
     if obs.get("feature_names") != feature_names([s["id"] for s in spec["skills"]], item_ids):
         raise BundleError(f"{where}: observation.feature_names differ from the 'platform' featurizer's for this curriculum")
     if m.get("early_warning") is not None:

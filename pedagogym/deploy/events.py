@@ -34,7 +34,7 @@ class Event:
     timestamp: float  # epoch seconds (or any origin shared by the learner's events)
 
 
-SECONDS_PER_DAY = 86400.0
+SECONDS_PER_DAY = 86400.0  # the deploy runtime's one definition (= pedagogym.schema.SECONDS_PER_DAY; checked)
 _FIELDS = ("item_id", "correct", "response_time", "timestamp")
 _REQUIRED = frozenset(_FIELDS)
 _ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|z|[+-]\d{2}:?\d{2})?$")

@@ -77,13 +77,13 @@ from typing import Any
 
 import numpy as np
 
+from pedagogym.deploy.events import SECONDS_PER_DAY
 from pedagogym.deploy.features import (FeatureSpec, LearnerState, feature_names, featurize, items_unlocked,
                                        prerequisite_met, skills_unlocked)
 
 EXPLAIN_KEYS = ("top_k", "top_features", "review_after_days", "max_review")
 MAX_LISTED = 100
 ATTRIBUTION_RTOL = 1e-5  # effects below this * max(1, |score|) are numerical noise
-SECONDS_PER_DAY = 86400.0
 _F = np.float32
 
 

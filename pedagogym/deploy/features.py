@@ -27,10 +27,19 @@ from typing import Any
 
 import numpy as np
 
-from pedagogym.deploy.events import Event
+from pedagogym.deploy.events import SECONDS_PER_DAY, Event
 
-SECONDS_PER_DAY = 86400.0
-RT_SCALE_S = 600.0  # = pedagogym.envs.observations.RT_SCALE_S (a test checks they agree)
+# The observation layout this runtime computes: pedagogym.schema's, which the deploy runtime cannot
+# import (it imports nothing from pedagogym). A bundle's manifest carries the schema it was exported
+# with (observation.groups, rt_scale_s, seconds_per_day); load_bundle refuses one that differs
+# (check_schema), and tests/test_architecture.py checks these equal pedagogym.schema.
+FEATURE_GROUPS: tuple[tuple[str, str], ...] = (
+    ("belief", "skill"), ("skill_attempts", "skill"), ("skill_accuracy", "skill"),
+    ("item_attempts", "item"), ("item_accuracy", "item"), ("item_recency", "item"),
+    ("last_correct", "scalar"), ("last_rt", "scalar"), ("progress", "scalar"), ("session", "scalar"),
+    ("session_time", "scalar"),
+)
+RT_SCALE_S = 600.0
 DEFAULT_IDLE_GAP_S = 1800.0
 SESSION_RULE = (
     "The simulator ends a session after the item whose end (presentation time + response_time) is at least "
@@ -50,10 +59,22 @@ _ONE = _F(1.0)
 def feature_names(skill_ids: Sequence[str], item_ids: Sequence[str]) -> list[str]:
     """The ``platform`` featurizer's names, in order (identical to ``PlatformFeatures.feature_names``)."""
     names: list[str] = []
-    for group, ids in (("belief", skill_ids), ("skill_attempts", skill_ids), ("skill_accuracy", skill_ids),
-                       ("item_attempts", item_ids), ("item_accuracy", item_ids), ("item_recency", item_ids)):
-        names += [f"{group}[{i}]" for i in ids]
-    return names + ["last_correct", "last_rt", "progress", "session", "session_time"]
+    for group, per in FEATURE_GROUPS:
+        ids = {"skill": skill_ids, "item": item_ids}.get(per)
+        names += [group] if ids is None else [f"{group}[{i}]" for i in ids]
+    return names
+
+
+def schema_mismatch(observation: Mapping[str, Any]) -> str | None:
+    """What differs between a manifest's ``observation`` schema and this runtime's (None: nothing).
+    Bundles exported before the manifest carried ``groups`` are read by their feature names."""
+    groups = observation.get("groups")
+    if groups is not None and [(g.get("name"), g.get("per")) for g in groups] != list(FEATURE_GROUPS):
+        return f"observation.groups {[g.get('name') for g in groups]} differ from this runtime's {[g for g, _ in FEATURE_GROUPS]}"
+    for key, ours in (("rt_scale_s", RT_SCALE_S), ("seconds_per_day", SECONDS_PER_DAY)):
+        if key in observation and observation[key] != ours:
+            return f"observation.{key} is {observation[key]!r}; this runtime computes with {ours!r}"
+    return None
 
 
 @dataclass(frozen=True)

@@ -148,8 +148,14 @@ class Recommender:
         ``review_skills``: skill ids, present only items exercising one of them;
         ``daily_minutes``: cap on the time on task (sum of ``response_time``) of events that
         started on the UTC calendar day of the decision time ``now_s`` (default: the end of
-        the last event). Unknown ids or keys, and a set that leaves no unlocked item, raise
+        the last event). Unknown ids or keys, and a set that leaves no available item, raise
         :class:`ConstraintError`; a reached cap raises :class:`DailyCapReached`.
+
+        The rule is the simulator's (:meth:`pedagogym.envs.core.PedagogyEnv.action_mask`): the
+        constraints select the allowed items among the available ones; prerequisite locks
+        (``mask``) then apply among them, and when the locks hide every allowed item the allowed
+        items are offered anyway (a pinned item is presented even if it is locked: the teacher
+        overrides the prerequisites). ``tests/test_constraints.py`` checks the two agree.
         """
         if not constraints:
             return mask
@@ -173,7 +179,7 @@ class Recommender:
 
         skill_index = {sid: k for k, sid in enumerate(spec.skill_ids)}
         q = spec.q > 0
-        out = mask.copy()
+        out = spec.item_available.copy()  # the allowed items; the locks in ``mask`` come last
         for key in ("only", "exclude"):
             if constraints.get(key) is not None:
                 sel = np.zeros_like(mask)
@@ -190,8 +196,8 @@ class Recommender:
             if pin not in self.item_index:
                 raise ConstraintError(f"constraints.pin: unknown item {pin!r}")
             if not out[self.item_index[pin]]:
-                raise ConstraintError(f"constraints.pin: item {pin!r} cannot be presented now (locked by its "
-                                      "prerequisites or excluded by another constraint)")
+                raise ConstraintError(f"constraints.pin: item {pin!r} is excluded by another constraint "
+                                      "(or not available)")
             out = np.zeros_like(mask)
             out[self.item_index[pin]] = True
         cap = constraints.get("daily_minutes")
@@ -204,8 +210,10 @@ class Recommender:
                     raise DailyCapReached(f"constraints.daily_minutes: the daily cap of {cap:g} min is reached "
                                           f"({spent / 60.0:.1f} min on task today, UTC); next item tomorrow")
         if not out.any():
-            raise ConstraintError("constraints: no unlocked item is left to recommend")
-        return out
+            raise ConstraintError("constraints: no item satisfies every constraint (only, exclude, pin, forbidden "
+                                  "skills, review skills) among the available items")
+        unlocked = out & mask
+        return unlocked if unlocked.any() else out
 
     def recommend(self, events: Any, constraints: Mapping[str, Any] | None = None, *, now: Any = None,
                   learner_id: str | None = None, include_features: bool = False,

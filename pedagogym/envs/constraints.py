@@ -10,18 +10,22 @@ A teacher can, for one learner:
 
 The first four restrict :meth:`pedagogym.envs.core.PedagogyEnv.action_mask`, so every
 policy and agent, which choose among masked items, honours them. A constraint set that
-leaves no available item raises :class:`ConstraintError` when it is built
+leaves no available item raises :class:`ConstraintSpecError` when it is built
 (:func:`build_constraints`): inside a jitted step nothing can raise, so infeasible sets are
 refused before they reach the env. When the constraints leave items but prerequisite locks
 hide all of them, the mask falls back to the constrained items ignoring the locks (as the
-env already falls back to every available item when everything is locked).
+env already falls back to every available item when everything is locked): a pinned item is
+presented even when it is locked, the teacher overriding the prerequisites. The deployed
+runtime (:meth:`pedagogym.deploy.recommender.Recommender.constrain`, and the Node client)
+applies this same rule; ``tests/test_constraints.py`` checks that the two agree.
 
 The daily cap cannot act through the mask alone (a mask is never empty): once the time on
 task of the current day reaches the cap, the env ends the session after the item in
 progress, and the learner comes back at the start of the next day at the earliest. Days in
 the simulator are ``floor(t)`` on its clock (day 0 starts at the learner's first item; the
 simulator has no time of day). The deployed runtime (:mod:`pedagogym.deploy.recommender`)
-applies the same rules to an event log, with UTC calendar days for the cap.
+applies the same rules to an event log, with UTC calendar days for the cap; it raises where the
+simulator refuses a set at build time (no available item allowed).
 """
 from __future__ import annotations
 
@@ -37,8 +41,11 @@ from pedagogym.errors import PedagogymError
 from pedagogym.curriculum.spec import Curriculum, CurriculumArrays
 
 
-class ConstraintError(PedagogymError):
-    """Constraints that name unknown items or skills, or leave no item to present."""
+class ConstraintSpecError(PedagogymError):
+    """A constraint set, built for the simulator, that names unknown items or skills or leaves no
+    item to present. (The deployed runtime's request-time error is
+    :class:`pedagogym.deploy.recommender.ConstraintError`, a ``ValueError`` of its own: the runtime
+    imports nothing from pedagogym.)"""
 
 
 class Constraints(NamedTuple):
@@ -77,7 +84,7 @@ def allowed_items(c: Constraints, curr: CurriculumArrays) -> Array:
 def build_constraints(curriculum: Curriculum, *, pin: str | None = None, forbid_items: Iterable[str] = (),
                       forbid_skills: Iterable[str] = (), review_skills: Iterable[str] = (),
                       daily_minutes: float | None = None, item_available: np.ndarray | None = None) -> Constraints:
-    """Validated :class:`Constraints` from item and skill ids; raises :class:`ConstraintError`
+    """Validated :class:`Constraints` from item and skill ids; raises :class:`ConstraintSpecError`
     for unknown ids, a bad cap, or a set that leaves no available item."""
     items, skills = curriculum.item_ids, curriculum.skill_ids
 
@@ -85,7 +92,7 @@ def build_constraints(curriculum: Curriculum, *, pin: str | None = None, forbid_
         ids = [ids] if isinstance(ids, str) else list(ids)
         bad = [i for i in ids if i not in known]
         if bad:
-            raise ConstraintError(f"constraints.{key}: unknown {what}(s) {bad}")
+            raise ConstraintSpecError(f"constraints.{key}: unknown {what}(s) {bad}")
         return [known.index(i) for i in ids]
 
     def onehot(idx: list[int], n: int) -> np.ndarray:
@@ -95,7 +102,7 @@ def build_constraints(curriculum: Curriculum, *, pin: str | None = None, forbid_
 
     if daily_minutes is not None and not (isinstance(daily_minutes, (int, float)) and not isinstance(daily_minutes, bool)
                                           and daily_minutes > 0 and math.isfinite(daily_minutes)):
-        raise ConstraintError(f"constraints.daily_minutes: expected a positive number of minutes, got {daily_minutes!r}")
+        raise ConstraintSpecError(f"constraints.daily_minutes: expected a positive number of minutes, got {daily_minutes!r}")
     c = Constraints(
         pin=jnp.asarray(index([pin], items, "item", "pin")[0] if pin is not None else -1, jnp.int32),
         forbid_items=jnp.asarray(onehot(index(forbid_items, items, "item", "forbid_items"), len(items))),
@@ -105,6 +112,6 @@ def build_constraints(curriculum: Curriculum, *, pin: str | None = None, forbid_
     )
     available = np.ones(len(items), bool) if item_available is None else np.asarray(item_available, bool)
     if not np.any(np.asarray(allowed_items(c, curriculum.arrays())) & available):
-        raise ConstraintError("constraints: no item satisfies every constraint (pin, forbidden items/skills, "
+        raise ConstraintSpecError("constraints: no item satisfies every constraint (pin, forbidden items/skills, "
                               "review skills) among the available items")
     return c

@@ -25,15 +25,14 @@ import jax.numpy as jnp
 from jax import Array
 
 from pedagogym.curriculum.spec import CurriculumArrays
-from pedagogym.envs import ability
-from pedagogym.envs.constraints import allowed_items
+import pedagogym.envs.ability as ability  # the module itself, not through the package __init__ (which imports this one)
+from pedagogym.envs.constraints import Constraints, allowed_items
 from pedagogym.envs.observations import Featurizer, History, ObserverParams, PlatformFeatures
 from pedagogym.envs.rewards import Outcome, PostTest, Reward
+from pedagogym.schema import SECONDS_PER_DAY
 from pedagogym.student_models.base import row_sum
 from pedagogym.student_models.learner import PREREQUISITES, Learner, LearnerParams, LearnerState
 from pedagogym.student_models.population import PopulationArrays
-
-SECONDS_PER_DAY = 86400.0
 
 
 class EnvParams(NamedTuple):
@@ -59,7 +58,8 @@ class EnvParams(NamedTuple):
                        standard error below this (read only by envs built with ``stop_on_se``;
                        ``horizon`` is the maximum test length)
     constraints:       a teacher's constraints (pin, forbidden items / skills, review skills,
-                       daily time cap), :mod:`pedagogym.envs.constraints`; ``build`` sets none
+                       daily time cap), :mod:`pedagogym.envs.constraints`; ``build`` sets
+                       ``Constraints.none`` (the one way to say "no constraints")
     """
 
     curriculum: CurriculumArrays
@@ -73,10 +73,10 @@ class EnvParams(NamedTuple):
     test_delay_days: Array
     dropout_penalty: Array
     invalid_action_s: Array
-    terminate_on_mastery: Array = True
-    model_params: Any = None  # None = the model's defaults
-    stop_se: Any = 0.0
-    constraints: Any = None  # teacher constraints (:class:`pedagogym.envs.constraints.Constraints`); None = none
+    terminate_on_mastery: Array
+    model_params: Any  # the model's own params pytree (e.g. ``BKTParams``)
+    stop_se: Array
+    constraints: Constraints  # ``Constraints.none(I, S)`` = no constraints
 
 
 class EnvState(NamedTuple):
@@ -93,6 +93,14 @@ class EnvState(NamedTuple):
     mastered_at: Array
     day: Array = 0  # int32[] the simulator day (floor of the clock) of the last presented item
     day_time_s: Array = 0.0  # float32[] seconds on task during that day (for the daily time cap)
+
+
+class FinalTest(NamedTuple):
+    """float32[] scores of one learner's final test (see :meth:`PedagogyEnv.final_test`)."""
+
+    post_test: Array  # the learner model's post-test score
+    mean_recall: Array  # mean P(correct) over every item
+    log_recall: Array  # mean log P(correct) over every item (P clipped at 1e-6)
 
 
 def _select(pred: Array, a: Any, b: Any) -> Any:
@@ -150,7 +158,7 @@ class PedagogyEnv:
         t = h.t + rt / SECONDS_PER_DAY
         today = jnp.floor(h.t).astype(jnp.int32)
         day_time = jnp.where(today == state.day, state.day_time_s, 0.0) + rt
-        capped = day_time >= self._daily_cap(params)
+        capped = day_time >= params.constraints.daily_cap_s
         session_over = ((t - h.session_start) * SECONDS_PER_DAY >= params.session_s) | capped
         gap = 7.0 / lp.traits.sessions_per_week * jax.random.uniform(k_gap, minval=0.75, maxval=1.25)
         next_start = jnp.maximum(h.session_start + gap, t)
@@ -170,7 +178,8 @@ class PedagogyEnv:
         truncated = (history.step >= params.horizon) & ~terminated
         done = terminated | truncated
         if self.reward.needs_final:
-            final_score, final_log = self.final_scores(lp, student, params, history.t)
+            final = self.final_test(lp, student, params, history.t)
+            final_score, final_log = final.post_test, final.log_recall
         else:
             final_score = final_log = jnp.zeros((), jnp.float32)
         n_skills = mastery_after.shape[-1]  # means as row sums: see student_models.base.row_sum
@@ -212,12 +221,13 @@ class PedagogyEnv:
         return (history.step > 0) & (se < params.stop_se)
 
     # ---- views --------------------------------------------------------------------------
-    def final_scores(self, lp: LearnerParams, ls: LearnerState, params: EnvParams, t: Array) -> tuple[Array, Array]:
-        """(post-test score, mean log P(correct)) at ``t + test_delay_days``."""
+    def final_test(self, lp: LearnerParams, ls: LearnerState, params: EnvParams, t: Array) -> "FinalTest":
+        """The final test at ``t + test_delay_days``: post-test score and mean (log) P(correct) over
+        every item (the one computation behind rewards, evaluation rollouts and stress tests)."""
         t_test = t + params.test_delay_days
         p = self.learner.model.p_correct_all(lp.model, ls.model, params.curriculum, t_test)
-        score = self.learner.post_test(lp, ls, params.curriculum, t_test)
-        return score, jnp.mean(jnp.log(jnp.clip(p, 1e-6, 1.0)))
+        return FinalTest(post_test=self.learner.post_test(lp, ls, params.curriculum, t_test), mean_recall=jnp.mean(p),
+                         log_recall=jnp.mean(jnp.log(jnp.clip(p, 1e-6, 1.0))))
 
     def action_mask(self, state: EnvState, params: EnvParams) -> Array:
         """bool[I]: items available, allowed by the teacher constraints (``params.constraints``)
@@ -229,15 +239,10 @@ class PedagogyEnv:
         met = PREREQUISITES.met(curr, state.history.belief, params.unlock_threshold)
         unlocked = (~met).astype(jnp.float32) @ (curr.q_matrix > 0).astype(jnp.float32).T < 0.5  # no locked skill
         available = params.item_available
-        if params.constraints is not None:
-            allowed = available & allowed_items(params.constraints, curr)
-            available = jnp.where(jnp.any(allowed), allowed, available)
+        allowed = available & allowed_items(params.constraints, curr)
+        available = jnp.where(jnp.any(allowed), allowed, available)
         mask = available & unlocked
         return jnp.where(row_sum(mask) > 0.5, mask, available)
-
-    @staticmethod
-    def _daily_cap(params: EnvParams) -> Array:
-        return jnp.inf if params.constraints is None else params.constraints.daily_cap_s
 
     def observation(self, state: EnvState, params: EnvParams) -> Array:
         obs = self.featurizer(state.history, params.curriculum, params.horizon.astype(jnp.float32), params.session_s)

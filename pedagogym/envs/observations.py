@@ -6,6 +6,7 @@ featurizer turns it into a flat float32 vector with named features (``feature_na
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import ClassVar, NamedTuple
 
 import jax.numpy as jnp
@@ -13,9 +14,9 @@ from jax import Array
 
 from pedagogym.curriculum.spec import CurriculumArrays
 from pedagogym.registry import StaticArg
+from pedagogym.schema import RT_SCALE_S, SECONDS_PER_DAY, feature_names
 from pedagogym.student_models import bkt
 
-RT_SCALE_S = 600.0  # response times are reported as log1p(seconds) / log1p(RT_SCALE_S)
 
 
 class ObserverParams(NamedTuple):
@@ -95,16 +96,18 @@ class History(NamedTuple):
         )
 
 
-class Featurizer(StaticArg):
+class Featurizer(StaticArg, ABC):
     """History -> float32 observation vector. Subclasses define names and ``__call__``."""
 
     name: ClassVar[str]
 
+    @abstractmethod
     def feature_names(self, skill_ids: tuple[str, ...], item_ids: tuple[str, ...]) -> list[str]:
-        raise NotImplementedError
+        """The name of every entry of the vector, in order."""
 
+    @abstractmethod
     def __call__(self, h: History, curr: CurriculumArrays, horizon: Array, session_s: Array) -> Array:
-        raise NotImplementedError
+        """float32[D] the observation of history ``h``."""
 
 
 class PlatformFeatures(Featurizer):
@@ -131,11 +134,7 @@ class PlatformFeatures(Featurizer):
     name = "platform"
 
     def feature_names(self, skill_ids: tuple[str, ...], item_ids: tuple[str, ...]) -> list[str]:
-        names = []
-        for group, ids in (("belief", skill_ids), ("skill_attempts", skill_ids), ("skill_accuracy", skill_ids),
-                           ("item_attempts", item_ids), ("item_accuracy", item_ids), ("item_recency", item_ids)):
-            names += [f"{group}[{i}]" for i in ids]
-        return names + ["last_correct", "last_rt", "progress", "session", "session_time"]
+        return feature_names(skill_ids, item_ids)  # the layout: pedagogym.schema
 
     def __call__(self, h: History, curr: CurriculumArrays, horizon: Array, session_s: Array) -> Array:
         seen = h.item_last_t >= 0
@@ -145,7 +144,7 @@ class PlatformFeatures(Featurizer):
             jnp.clip(jnp.log1p(h.last_rt) / jnp.log1p(RT_SCALE_S), 0.0, 1.0),
             h.step / horizon,
             jnp.log1p(h.session.astype(jnp.float32)),
-            jnp.clip((h.t - h.session_start) * 86400.0 / session_s, 0.0, 1.0),
+            jnp.clip((h.t - h.session_start) * SECONDS_PER_DAY / session_s, 0.0, 1.0),
         ])
         return jnp.concatenate([
             h.belief,

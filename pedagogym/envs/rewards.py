@@ -3,6 +3,7 @@ pure functions (the simulator knows it; the policy does not) and returns float32
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import jax.numpy as jnp
@@ -26,13 +27,14 @@ class Outcome(NamedTuple):
     final_log_recall: Array  # mean log P(correct) at the test time
 
 
-class Reward(StaticArg):
+class Reward(StaticArg, ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     needs_final: ClassVar[bool] = False  # reads final_score / final_log_recall
 
+    @abstractmethod
     def __call__(self, o: Outcome, params: "EnvParams") -> Array:
-        raise NotImplementedError
+        """float32[] the reward of one transition."""
 
 
 class MasteryGain(Reward):
@@ -52,13 +54,12 @@ class PostTest(Reward):
         return jnp.where(o.done, o.final_score, 0.0)
 
 
-class Recall(Reward):
+class Recall(PostTest):
+    """The post-test reward under its memory-model name: a memory model's post-test score is the
+    mean recall probability of every item."""
+
     name = "recall"
     description = "mean recall probability at the horizon (+ test delay), Reddy et al. 2017 (sparse)"
-    needs_final = True
-
-    def __call__(self, o: Outcome, params: "EnvParams") -> Array:
-        return jnp.where(o.done, o.final_score, 0.0)
 
 
 class LogRecall(Reward):

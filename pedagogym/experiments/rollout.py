@@ -80,22 +80,20 @@ def _episode(env: PedagogyEnv, policy: Policy, horizon: int, params: EnvParams, 
         body, (state, pstate, zero, zero, jnp.zeros((), jnp.int32)), jnp.arange(horizon))
     h = state.history
     lp, ls = state.learner, state.student
-    t_test = h.t + params.test_delay_days
-    p_all = env.learner.model.p_correct_all(lp.model, ls.model, params.curriculum, t_test)
-    first_t = jnp.where(h.step > 0, 0.0, 0.0)
+    final = env.final_test(lp, ls, params, h.t)
     est = ability.estimate(h, params.curriculum)  # the same estimator for every policy
     true_ability = env.learner.model.ability(lp.model, ls.model, params.curriculum)
     ability_error = est.theta - true_ability if true_ability is not None else jnp.full((), jnp.nan, jnp.float32)
     return EpisodeResult(
         final_mastery=env.true_mastery(state, params).mean(),
-        post_test=env.learner.post_test(lp, ls, params.curriculum, t_test),
-        mean_recall=jnp.mean(p_all),
-        log_recall=jnp.mean(jnp.log(jnp.clip(p_all, 1e-6, 1.0))),
+        post_test=final.post_test,
+        mean_recall=final.mean_recall,
+        log_recall=final.log_recall,
         steps_to_mastery=state.mastered_at,
         dropped=state.dropped,
         steps=h.step,
         time_spent_min=time_s / 60.0,
-        days=h.t - first_t,
+        days=h.t,  # the clock starts at 0 at the first item
         subgroup=lp.traits.subgroup,
         total_reward=total,
         mastery_curve=jnp.concatenate([m0[None], curve]),

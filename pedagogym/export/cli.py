@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pedagogym.errors import UsageError, exit_on_user_error
+
 
 def _setting(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
@@ -29,12 +31,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
         if args.env:
             env["id"] = args.env
     if args.early_warning_from and (args.early_warning or args.early_warning_set):
-        raise ValueError("--early-warning-from loads a trained model; it does not go with --early-warning / "
+        raise UsageError("--early-warning-from loads a trained model; it does not go with --early-warning / "
                          "--early-warning-set (which train one)")
     if (args.early_warning_set or args.early_warning_policies) and not args.early_warning:
-        raise ValueError("--early-warning-set and --early-warning-policies need --early-warning")
+        raise UsageError("--early-warning-set and --early-warning-policies need --early-warning")
     if args.early_warning and (Path(args.out) / "manifest.json").exists() and not args.force:  # before training
-        raise ValueError(f"{args.out}: already holds a bundle; choose another --out or pass --force")
+        raise UsageError(f"{args.out}: already holds a bundle; choose another --out or pass --force")
     source = resolve(args.checkpoint, env)
     print(f"exporting {source.kind} policy {source.name!r} ({len(source.built.feature_names)} features, "
           f"{source.built.curriculum.n_items} items; verifying on {args.verify_learners} simulated learners) -> {args.out}/",
@@ -125,9 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        print(f"pedagogym {args.verb}: error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:  # user errors: one line; bugs keep their traceback
+        return exit_on_user_error(exc, f"pedagogym {args.verb}")
 
 
 if __name__ == "__main__":

@@ -16,8 +16,10 @@ import pedagogym
 from pedagogym.deploy.bundle import FORMAT, FORMAT_VERSION
 from pedagogym.deploy.features import SESSION_RULE, DEFAULT_IDLE_GAP_S, feature_names
 from pedagogym.envs.config import BuiltEnv
-from pedagogym.envs.observations import RT_SCALE_S, PlatformFeatures
+from pedagogym.errors import PedagogymError
+from pedagogym.envs.observations import PlatformFeatures
 from pedagogym.export.graph import IR_VERSION, MASKED_SCORE, OPSET
+from pedagogym.schema import RT_SCALE_S, manifest_section
 from pedagogym.student_models.learner import OBSERVED_KINDS
 
 FEATURE_DEFINITIONS = {
@@ -44,10 +46,10 @@ def _floats(x) -> list[float]:
 def features_section(built: BuiltEnv) -> dict[str, Any]:
     env, curr = built.env, built.curriculum
     if env.privileged:
-        raise ValueError("a privileged env exposes latent state in its observations; such a policy cannot be deployed "
+        raise PedagogymError("a privileged env exposes latent state in its observations; such a policy cannot be deployed "
                          "(train and export on the same env with privileged=false)")
     if not isinstance(env.featurizer, PlatformFeatures):
-        raise ValueError(f"featurizer {env.featurizer.name!r} has no event-log runtime; only 'platform' can be exported")
+        raise PedagogymError(f"featurizer {env.featurizer.name!r} has no event-log runtime; only 'platform' can be exported")
     names = built.feature_names
     if names != feature_names(curr.skill_ids, curr.item_ids):
         raise AssertionError("the runtime's feature names differ from the simulator's; fix pedagogym.deploy.features")
@@ -57,7 +59,7 @@ def features_section(built: BuiltEnv) -> dict[str, Any]:
         features.append({"index": k, "name": n, "group": group, **({"of": arg[:-1]} if arg else {}),
                          "definition": FEATURE_DEFINITIONS[group]})
     return {"featurizer": env.featurizer.name, "size": len(names), "feature_names": names, "features": features,
-            "dtype": "float32", "rt_scale_s": RT_SCALE_S, "seconds_per_day": 86400.0}
+            "dtype": "float32", **manifest_section()}
 
 
 def build_manifest(built: BuiltEnv, *, policy: dict[str, Any], model_sha256: str, training: dict[str, Any] | None,

@@ -12,10 +12,10 @@ import numpy as np
 
 from pedagogym.envs.core import EnvParams, PedagogyEnv
 from pedagogym.policies.base import NEG, Policy
+from pedagogym.schema import SECONDS_PER_DAY
 from pedagogym.experiments.rollout import learner_keys, view_of
 from pedagogym.export.sources import policy_scores
 
-SECONDS_PER_DAY = 86400.0
 
 
 class Recording(NamedTuple):

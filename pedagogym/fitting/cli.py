@@ -11,6 +11,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from pedagogym.errors import UsageError
+from pedagogym.schema import SECONDS_PER_DAY
+
 
 def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[str], out: str | Path, *,
                 salt: str | None = None, holdout: float = 0.2, seed: int = 0, min_group_size: int = 10,
@@ -30,10 +33,10 @@ def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[s
     t0 = time.perf_counter()
     models = [m.strip() for m in (model.split(",") if isinstance(model, str) else model) if m.strip()]
     if not models:
-        raise ValueError("no model given (e.g. --model bkt or --model bkt,pfa,irt2pl)")
+        raise UsageError("no model given (e.g. --model bkt or --model bkt,pfa,irt2pl)")
     names = [fitter_for(m).name for m in models]  # unknown names fail here, before reading the log
     if len(set(names)) != len(names):
-        raise ValueError(f"a model is named twice: {models}")
+        raise UsageError(f"a model is named twice: {models}")
     out = Path(out)
     say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))  # noqa: E731
     log = read_log(list(logs) if isinstance(logs, (list, tuple)) else logs, salt=salt)
@@ -64,7 +67,7 @@ def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[s
     atomic_write(out / "calibration.png", lambda p: calibration_plot(results, p))
     files += ["curriculum.toml", "metrics.csv", "calibration.png", "report.md", "manifest.json"]
     summary = {"learners": log.n_learners, "interactions": log.n_interactions, "items": log.n_items,
-               "skills": log.n_skills, "span_days": float(log.timestamp.max() - log.timestamp.min()) / 86400.0}
+               "skills": log.n_skills, "span_days": float(log.timestamp.max() - log.timestamp.min()) / SECONDS_PER_DAY}
     options = {"models": names, "holdout": holdout, "seed": seed, "min_group_size": min_group_size,
                "forgetting": forgetting, "fsrs_weights": fsrs_weights, "max_trait_interactions": max_trait_interactions,
                "session_gap_minutes": session_gap_minutes, "per_learner": per_learner, "salt_given": salt is not None}

@@ -31,7 +31,9 @@ import optax
 from pedagogym.curriculum.spec import CurriculumArrays
 from pedagogym.registry import StaticArg
 from pedagogym.student_models import bkt as bkt_mod
+from pedagogym.student_models import fsrs
 from pedagogym.student_models.base import StudentModel, Traits
+from pedagogym.schema import SECONDS_PER_DAY
 
 P_CLIP = 1e-6
 _KEY = jax.random.PRNGKey(0)  # deterministic models ignore the key of ``learn``
@@ -79,7 +81,7 @@ def pack_learners(log, group_of_learner: np.ndarray | None = None, min_len: int 
             item=jnp.asarray(np.where(mask, log.item[idx], 0), jnp.int32),
             correct=jnp.asarray(np.where(mask, log.correct[idx], 0), jnp.float32),
             rating=jnp.asarray(np.where(mask, rating[idx], 0), jnp.int32),
-            t=jnp.asarray(np.where(mask, (log.timestamp[idx] - t0[who][:, None]) / 86400.0, 0.0), jnp.float32),
+            t=jnp.asarray(np.where(mask, (log.timestamp[idx] - t0[who][:, None]) / SECONDS_PER_DAY, 0.0), jnp.float32),
             mask=jnp.asarray(mask),
             group=jnp.asarray(gl[who], jnp.int32),
             learner=jnp.asarray(who, jnp.int32),
@@ -118,7 +120,7 @@ class BKTTracer(ModelTracer):
 
     def step(self, params, belief, curr, item, correct, rating, t):
         skills = curr.q_matrix[item] > 0
-        guess, slip = bkt_mod._item_guess_slip(params, curr, item)
+        guess, slip = bkt_mod.item_guess_slip(params, curr, item)
         p_all = jnp.prod(jnp.where(skills, belief, 1.0))
         p = bkt_mod.predict(p_all, guess, slip)
         post = bkt_mod.posterior(belief, correct > 0.5, guess, slip)
@@ -142,19 +144,12 @@ class FSRSRatingTracer(ModelTracer):
     ``correct``: the full review of the FSRS-6 equations in :mod:`pedagogym.student_models.fsrs`."""
 
     def step(self, params, state, curr, item, correct, rating, t):
-        from pedagogym.student_models import fsrs
-
         p = self.model.p_correct(params, state, curr, item, t)
         g = jnp.where(rating > 0, rating, jnp.where(correct > 0.5, fsrs.GOOD, fsrs.AGAIN)).astype(jnp.int32)
         skills = curr.q_matrix[item] > 0
         w = params.w
-        elapsed = (t - state.last_review) / params.time_scale
-        seen = state.reviewed
-        safe_s = jnp.where(seen, state.stability, 1.0)
-        r = jnp.where(seen, fsrs.retrievability(elapsed, safe_s, w), 0.0)
-        s_rev, d_rev = fsrs.next_state(safe_s, jnp.where(seen, state.difficulty, 5.0), r, g, t - state.last_review, w)
-        s_new = jnp.where(seen, s_rev, fsrs.init_stability(g, w))
-        d_new = jnp.where(seen, d_rev, fsrs.init_difficulty(g, w))
+        r = fsrs.trace_recall(params, state, t)
+        s_new, d_new = fsrs.review(state.stability, state.difficulty, state.reviewed, g, t - state.last_review, w, r)
         new = fsrs.FSRSState(
             stability=jnp.where(skills, s_new, state.stability).astype(jnp.float32),
             difficulty=jnp.where(skills, d_new, state.difficulty).astype(jnp.float32),

@@ -29,10 +29,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from pedagogym.errors import PedagogymError
-from pedagogym.fitting import engine
+import pedagogym.fitting.engine as engine  # not through the package __init__, which imports this module
 from pedagogym.fitting.engine import FreeField, Spec
 from pedagogym.fitting.log import Log
 from pedagogym.fitting.metrics import metrics
+from pedagogym.schema import SECONDS_PER_DAY
 
 DEFAULT_SESSIONS_PER_WEEK = 5.0
 OTHER_GROUP = "other"
@@ -201,7 +202,7 @@ def sessions_per_week(log: Log, of_learner: np.ndarray, n_groups: int, gap_minut
     for g in range(n_groups):
         m = of_learner == g
         returns = float(np.sum(n_sessions[m] - 1))
-        span_days = float(np.nansum(last[m] - first[m])) / 86400.0
+        span_days = float(np.nansum(last[m] - first[m])) / SECONDS_PER_DAY
         out.append(float(np.clip(7.0 * returns / span_days, 0.01, 50.0)) if returns > 0 and span_days > 0 else None)
     return out
 

@@ -16,6 +16,7 @@ import pandas as pd
 from pedagogym.curriculum.spec import Curriculum, Item, Skill
 from pedagogym.student_models.base import StudentModel
 from pedagogym.student_models.population import Population, Subgroup
+from pedagogym.schema import SECONDS_PER_DAY
 
 START_UNIX = 1_700_000_000.0  # 2023-11-14, an arbitrary epoch for simulated timestamps
 
@@ -92,7 +93,7 @@ def simulate_log(model: StudentModel, params, n_learners: int, n_steps: int, key
             state = model.learn(k_learn, p, state, curr, item, y, t, gate)
             rt = 5.0 + 55.0 * jax.random.uniform(k_rt)
             new_session = (step + 1) % steps_per_session == 0
-            gap = jnp.where(new_session, jax.random.exponential(k_gap) * 7.0 / spw, rt / 86400.0)
+            gap = jnp.where(new_session, jax.random.exponential(k_gap) * 7.0 / spw, rt / SECONDS_PER_DAY)
             return (state, t + gap, step + 1), (item, y, t, rt)
 
         init = (state, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
@@ -108,7 +109,7 @@ def simulate_log(model: StudentModel, params, n_learners: int, n_steps: int, key
         "item_id": np.asarray(curriculum.item_ids, dtype=object)[item.ravel()],
         "skill_id": np.asarray(skill_of, dtype=object)[item.ravel()],
         "correct": y.ravel().astype(int),
-        "timestamp": START_UNIX + t.ravel().astype(np.float64) * 86400.0,
+        "timestamp": START_UNIX + t.ravel().astype(np.float64) * SECONDS_PER_DAY,
         "response_time": np.round(rt.ravel(), 2),
     })
     if ratings if ratings is not None else model.family == "memory":

@@ -11,14 +11,17 @@ in batched rollouts and in the Gymnasium loop.
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
 from pedagogym.envs.core import EnvParams, EnvState, PedagogyEnv
 from pedagogym.envs.observations import History
+from pedagogym.policies.common import skill_rank
 from pedagogym.registry import StaticArg
 
 NEG = -1e9
@@ -32,7 +35,10 @@ class PolicyView(NamedTuple):
 
 
 class Policy(StaticArg):
-    """Base class. ``name`` is the registry key; instances are hashable static objects."""
+    """Base class. ``name`` is the registry key; instances are hashable static objects. A
+    subclass implements ``scores`` or ``act`` (checked when the class is defined: policies that
+    choose by scores and those that choose directly share one base, so neither can be an
+    ``abstractmethod``)."""
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
@@ -45,14 +51,37 @@ class Policy(StaticArg):
         """Per-learner policy memory (a pytree); default: none."""
         return jnp.zeros((), jnp.float32)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A policy implements ``scores`` (and inherits the masked-argmax ``act``) or ``act``
+        itself; one missing both fails when its class is defined."""
+        super().__init_subclass__(**kwargs)
+        if cls.scores is Policy.scores and cls.act is Policy.act:
+            raise TypeError(f"policy {cls.__name__}: implement scores() or act()")
+
     def scores(self, key: Array, pstate: Any, view: PolicyView, params: EnvParams, env: PedagogyEnv) -> tuple[Array, Any]:
         """float32[I] preference per item (higher = better) and the new policy memory."""
-        raise NotImplementedError
+        raise TypeError(f"policy {type(self).__name__} chooses with act() and has no scores()")
 
     def act(self, key: Array, pstate: Any, view: PolicyView, params: EnvParams, env: PedagogyEnv) -> tuple[Array, Any]:
         """int32[] the chosen item (always a valid one) and the new policy memory."""
         s, pstate = self.scores(key, pstate, view, params, env)
         return masked_argmax(s, view.action_mask), pstate
+
+
+def weights_fingerprint(*trees: Any) -> str:
+    """sha256 of pytrees of concrete arrays (structure, dtypes, shapes and bytes): the identity of a
+    policy's weights, so that two policies hash and compare equal only when their weights are
+    the same (a static ``jit`` argument or an ``lru_cache`` key must never reuse another's
+    weights). Traced arrays cannot be fingerprinted (``np.asarray`` raises)."""
+    h = hashlib.sha256()
+    for tree in trees:
+        leaves, treedef = jax.tree_util.tree_flatten(tree)
+        h.update(str(treedef).encode())
+        for leaf in leaves:
+            a = np.ascontiguousarray(np.asarray(leaf))
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def masked_argmax(scores: Array, mask: Array) -> Array:
@@ -103,10 +132,6 @@ class RoundRobin(Policy):
     def scores(self, key, pstate, view, params, env):
         curr = params.curriculum
         h = view.history
-        n_s = curr.n_skills
-        # skills in the order their first item appears in the designer's order
-        first_pos = jnp.min(jnp.where(curr.q_matrix[curr.order] > 0, jnp.arange(curr.n_items)[:, None], curr.n_items), axis=0)
-        skill_rank = jnp.argsort(jnp.argsort(first_pos))
-        target = h.step % n_s
-        on_target = curr.q_matrix @ (skill_rank == target).astype(jnp.float32)
+        target = h.step % curr.n_skills  # skills in the order their first item appears in the designer's order
+        on_target = curr.q_matrix @ (skill_rank(curr) == target).astype(jnp.float32)
         return on_target * 10.0 - h.item_attempts * 0.01 + random_tiebreak(key, curr.n_items), pstate

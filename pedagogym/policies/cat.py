@@ -30,6 +30,7 @@ that estimator.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import NamedTuple
 
 import jax
@@ -64,12 +65,13 @@ def posterior_kl(est: ability.AbilityEstimate, items: ability.KnownItems) -> Arr
     return jnp.where(items.scored, est.posterior @ kl, 0.0)
 
 
-class _CAT(Policy):
+class _CAT(Policy, ABC):
     def init(self, params) -> CATState:
         return CATState(theta=jnp.float32(ability.PRIOR_MEAN), se=jnp.float32(ability.PRIOR_SD))
 
+    @abstractmethod
     def criterion(self, key: Array, est: ability.AbilityEstimate, items: ability.KnownItems, usable: Array) -> Array:
-        raise NotImplementedError
+        """float32[I] the selection criterion of every item (higher = better)."""
 
     def scores(self, key, pstate, view, params, env):
         curr = params.curriculum

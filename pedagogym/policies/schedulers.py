@@ -227,12 +227,7 @@ class FSRSScheduler(Policy):
         r = last_response(ps.n_seen, view.history, params.curriculum)
         i = r.item
         rating = jnp.where(r.correct, fsrs.GOOD, fsrs.AGAIN).astype(jnp.int32)
-        elapsed = r.t - ps.last_review[i]
-        s_rev, d_rev = fsrs.next_state(ps.stability[i], ps.difficulty[i],
-                                       fsrs.retrievability(elapsed, ps.stability[i], w), rating, elapsed, w)
-        first = ~ps.reviewed[i]
-        s = jnp.where(first, fsrs.init_stability(rating, w), s_rev)
-        d = jnp.where(first, fsrs.init_difficulty(rating, w), d_rev)
+        s, d = fsrs.review(ps.stability[i], ps.difficulty[i], ps.reviewed[i], rating, r.t - ps.last_review[i], w)
         return FSRSSchedState(stability=update_at(r.new, ps.stability, i, s),
                               difficulty=update_at(r.new, ps.difficulty, i, d),
                               last_review=update_at(r.new, ps.last_review, i, r.t),

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from pedagogym.errors import exit_on_user_error
+
 
 def _cmd_stress(args: argparse.Namespace) -> int:
     from pedagogym.curriculum import CurriculumError
@@ -35,9 +37,8 @@ def _cmd_stress(args: argparse.Namespace) -> int:
     except CurriculumError as exc:
         print(f"pedagogym stress: invalid curriculum: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        print(f"pedagogym stress: error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:  # user errors: one line; bugs keep their traceback
+        return exit_on_user_error(exc, "pedagogym stress")
     c = prepared.designer
     out = Path(args.out) if args.out else Path("results") / f"stress-{c.name}"
     say(f"{c.name}: {c.n_skills} skills, {c.n_items} items; {config.learners:,} learners x {config.horizon} items, "

@@ -108,7 +108,7 @@ def curriculum_params(params: EnvParams, curriculum: Curriculum) -> EnvParams:
     n_s = curriculum.n_skills
     return params._replace(
         curriculum=curriculum.arrays(),
-        constraints=None if params.constraints is None else Constraints.none(curriculum.n_items, n_s),
+        constraints=Constraints.none(curriculum.n_items, n_s),
         item_available=jnp.ones((curriculum.n_items,), bool),
         observer=type(params.observer)(*(jnp.full((n_s,), x[0], x.dtype) for x in params.observer)),
     )

@@ -217,7 +217,7 @@ def _rollout(env: PedagogyEnv, policy: Policy, horizon: int, full: bool, sim: En
 
     (state, _, per, agg), ys = jax.lax.scan(body, (state, pstate, per, agg), jnp.arange(horizon))
     h, lp, ls = state.history, state.learner, state.student
-    post = jax.vmap(lambda lp, ls, t: env.learner.post_test(lp, ls, sim.curriculum, t + sim.test_delay_days))(lp, ls, h.t)
+    post = jax.vmap(lambda lp, ls, t: env.final_test(lp, ls, sim, t).post_test)(lp, ls, h.t)
     if not full:
         return Outcomes(mastered_at=state.mastered_at, dropped=state.dropped, steps=h.step, post_test=post,
                         cross_step=per["cross_step"])

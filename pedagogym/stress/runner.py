@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pedagogym.experiments.rollout import learner_keys
-from pedagogym.stress import tables as T
+import pedagogym.stress.tables as T  # not through the package __init__, which imports this module
 from pedagogym.stress.config import Prepared, StressConfig, curriculum_params, prepare
 from pedagogym.stress.rollout import stress_rollout, whatif_rollout
 from pedagogym.stress.whatif import Group, block_keys, groups, learners_per_variant, sensitivity, variants

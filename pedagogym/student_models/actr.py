@@ -58,10 +58,10 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from pedagogym.schema import SECONDS_PER_DAY
 from pedagogym.curriculum.spec import CurriculumArrays
 from pedagogym.student_models.base import StudentModel, Traits, item_skills, logit, skill_mean
 
-SECONDS_PER_DAY = 86400.0
 MIN_AGE_S = 1.0
 BUFFER = 32
 

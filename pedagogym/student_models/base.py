@@ -20,6 +20,7 @@ memory trace (a vocabulary word); items refresh the traces of the skills they ex
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar, NamedTuple
 
 import jax
@@ -90,9 +91,10 @@ def skill_mean(values: Array, skills: Array) -> Array:
     return jnp.sum(values * skills) / jnp.maximum(jnp.sum(skills), 1.0)
 
 
-class StudentModel(StaticArg):
+class StudentModel(StaticArg, ABC):
     """Base class. Subclasses set ``name``, ``family``, ``Params``, ``State`` and implement
-    ``default_params``, ``apply_traits``, ``init``, ``p_correct``, ``learn``, ``mastery``.
+    ``default_params``, ``apply_traits``, ``init``, ``p_correct``, ``learn``, ``mastery``
+    (abstract: a model missing one fails when it is constructed).
     """
 
     name: ClassVar[str]
@@ -108,31 +110,32 @@ class StudentModel(StaticArg):
         that have one (IRT); None for the others (the ``ability_rmse`` metric is then NaN)."""
         return None
 
+    @abstractmethod
     def default_params(self, curr: CurriculumArrays) -> Params:
         """Population-average parameters for a curriculum (per skill arrays)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def apply_traits(self, params: Params, traits: Traits) -> Params:
         """Shift ``params`` by one learner's ``traits`` (pure; returns new params)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def init(self, key: Array, params: Params, curr: CurriculumArrays) -> State:
-        raise NotImplementedError
+        """The learner's latent state before any practice."""
 
+    @abstractmethod
     def p_correct(self, params: Params, state: State, curr: CurriculumArrays, item: Array, t: Array) -> Array:
         """float32[] probability of a correct response to ``item`` at time ``t``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def learn(
         self, key: Array, params: Params, state: State, curr: CurriculumArrays,
         item: Array, correct: Array, t: Array, gate: Array,
     ) -> State:
         """The learner's state after practising ``item`` at time ``t``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def mastery(self, params: Params, state: State, curr: CurriculumArrays, t: Array) -> Array:
         """float32[S] probability each skill is known (skill models) / recalled (memory) at ``t``."""
-        raise NotImplementedError
 
     # ---- derived --------------------------------------------------------------------
     def sample_params(self, curr: CurriculumArrays, traits: Traits) -> Params:

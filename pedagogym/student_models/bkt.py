@@ -74,7 +74,7 @@ def _shift(p: Array, d: Array) -> Array:
     return p / (p + (1.0 - p) * jnp.exp(-d))
 
 
-def _item_guess_slip(params: BKTParams, curr: CurriculumArrays, item: Array) -> tuple[Array, Array]:
+def item_guess_slip(params: BKTParams, curr: CurriculumArrays, item: Array) -> tuple[Array, Array]:
     """Item guess/slip: the item's own if given, else the mean of its skills', shifted by
     difficulty on the logit scale (harder items: fewer lucky guesses, more slips)."""
     skills = item_skills(curr, item)
@@ -114,7 +114,7 @@ class BKT(StudentModel):
     def p_correct(self, params: BKTParams, state: BKTState, curr: CurriculumArrays, item: Array, t: Array) -> Array:
         skills = item_skills(curr, item)
         all_known = jnp.all(jnp.where(skills > 0, state.known, True))  # conjunctive Q-matrix
-        guess, slip = _item_guess_slip(params, curr, item)
+        guess, slip = item_guess_slip(params, curr, item)
         return jnp.where(all_known, 1.0 - slip, guess)
 
     def learn(self, key: Array, params: BKTParams, state: BKTState, curr: CurriculumArrays,

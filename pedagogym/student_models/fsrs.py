@@ -151,6 +151,26 @@ def next_state(stability: Array, difficulty: Array, r: Array, rating: Array, ela
     return s_next, next_difficulty(difficulty, rating, w)
 
 
+def review(stability: Array, difficulty: Array, reviewed: Array, rating: Array, elapsed_days: Array,
+           w: Array | None = None, r: Array | None = None) -> tuple[Array, Array]:
+    """(S', D') after one review of a card: the package's ``review_card`` (memory state only).
+
+    A first review (``reviewed`` False) gives ``(S0(G), D0(G))``; a later one :func:`next_state`
+    at retrievability ``r`` (default ``retrievability(elapsed_days, stability)``; the learner
+    model passes its own, with time scaled by its trait). Unreviewed cards' stored stability and
+    difficulty are ignored (safe defaults 1 and 5 keep the unused branch finite), so the caller
+    needs no ``where`` of its own.
+    """
+    w = _weights(w)
+    safe_s = jnp.where(reviewed, stability, 1.0)
+    safe_d = jnp.where(reviewed, difficulty, 5.0)
+    if r is None:
+        r = retrievability(elapsed_days, safe_s, w)
+    s_rev, d_rev = next_state(safe_s, safe_d, r, rating, elapsed_days, w)
+    return (jnp.where(reviewed, s_rev, init_stability(rating, w)),
+            jnp.where(reviewed, d_rev, init_difficulty(rating, w)))
+
+
 # ---- the simulated learner ----------------------------------------------------------
 class FSRSParams(NamedTuple):
     """w: float32[21] FSRS-6 weights (one learner). Per skill, float32[S]:
@@ -169,7 +189,8 @@ class FSRSState(NamedTuple):
     reviewed: Array     # bool[S]
 
 
-def _trace_recall(params: FSRSParams, state: FSRSState, t: Array) -> Array:
+def trace_recall(params: FSRSParams, state: FSRSState, t: Array) -> Array:
+    """float32[S] each card's retrievability at day ``t``, elapsed time divided by ``time_scale`` (0 if never reviewed)."""
     elapsed = (t - state.last_review) / params.time_scale
     safe_s = jnp.where(state.reviewed, state.stability, 1.0)
     return jnp.where(state.reviewed, retrievability(elapsed, safe_s, params.w), 0.0)
@@ -219,13 +240,9 @@ class FSRS(StudentModel):
         w = params.w
         g = jnp.clip(gate * item_skills(curr, item), 0.0, 1.0)
         rating = jnp.where(correct, GOOD, AGAIN).astype(jnp.int32)
-        r = _trace_recall(params, state, t)
+        r = trace_recall(params, state, t)
         seen = state.reviewed
-        safe_s = jnp.where(seen, state.stability, 1.0)
-        safe_d = jnp.where(seen, state.difficulty, 5.0)
-        s_rev, d_rev = next_state(safe_s, safe_d, r, rating, t - state.last_review, w)
-        s_full = jnp.where(seen, s_rev, init_stability(rating, w))
-        d_full = jnp.where(seen, d_rev, init_difficulty(rating, w))
+        s_full, d_full = review(state.stability, state.difficulty, seen, rating, t - state.last_review, w, r)
         s_g = jnp.maximum(state.stability + g * (s_full - state.stability), STABILITY_MIN)
         d_g = jnp.where(seen, state.difficulty + g * (d_full - state.difficulty), d_full)
         r_g = jnp.clip(1.0 - (1.0 - g) * (1.0 - r), 1e-4, 1.0)
@@ -243,4 +260,4 @@ class FSRS(StudentModel):
 
     def mastery(self, params: FSRSParams, state: FSRSState, curr: CurriculumArrays, t: Array) -> Array:
         """float32[S] recall of each word at ``t`` (FSRS has no item term)."""
-        return params.p_unseen + (1.0 - params.p_unseen) * _trace_recall(params, state, t)
+        return params.p_unseen + (1.0 - params.p_unseen) * trace_recall(params, state, t)

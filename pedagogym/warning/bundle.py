@@ -19,8 +19,8 @@ from pedagogym.deploy.bundle import RISK_FILE, sha256_bytes
 from pedagogym.envs.config import BuiltEnv
 from pedagogym.export.graph import IR_VERSION, OPSET
 from pedagogym.export.sources import ExportError, ExportSource
-from pedagogym.warning.model import (RISK_INPUT, RISK_OUTPUT, RiskModel, WarningModelError, check_compatible,
-                                     observation_signature, risk_jax, risk_model_bytes)
+from pedagogym.warning.model import (METRICS_FILE, MODEL_FILE, RISK_INPUT, RISK_OUTPUT, RiskModel, WarningModelError,
+                                     check_compatible, observation_signature, risk_jax, risk_model_bytes)
 from pedagogym.warning.targets import TARGETS
 from pedagogym.warning.train import TrainedWarning, WarningConfig, train_warning
 
@@ -137,7 +137,6 @@ def check_compatible_env(bundle_env: BuiltEnv, training_env: BuiltEnv) -> None:
 
 def load_trained(directory: str | Path) -> TrainedWarning:
     """A model written by ``pedagogym warn train`` (``model.json`` + ``metrics.json``)."""
-    from pedagogym.warning.report import MODEL_FILE, METRICS_FILE
 
     d = Path(directory)
     for name in (MODEL_FILE, METRICS_FILE):

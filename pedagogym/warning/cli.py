@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from pedagogym.export.cli import _setting
+from pedagogym.errors import UsageError
 
 
 def _config(args: argparse.Namespace, env, **extra):
@@ -59,7 +60,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                                   source=str(trained.get("env", src / METRICS_FILE)))
     seed = trained.get("seed", 0) + 1 if args.seed is None else args.seed
     if seed == trained.get("seed") and env.to_dict() == trained.get("env_config"):
-        raise ValueError(f"--seed {seed} is the training seed: on the training env these are the training learners; "
+        raise UsageError(f"--seed {seed} is the training seed: on the training env these are the training learners; "
                          f"choose another seed")
     config = _config(argparse.Namespace(policies=args.policies, seed=seed), env, heldout_learners=args.learners,
                      targets=tuple(model.targets))

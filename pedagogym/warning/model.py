@@ -23,13 +23,13 @@ from typing import Any
 import numpy as np
 from onnx import TensorProto
 
+from pedagogym.schema import SCALAR_GROUPS, VECTOR_GROUPS  # the observation layout
 from pedagogym.errors import PedagogymError
 from pedagogym.export.graph import Dense, GraphBuilder, MLPSpec, Normalizer
 
 RISK_INPUT, RISK_OUTPUT = "obs", "risk"
+MODEL_FILE, METRICS_FILE = "model.json", "metrics.json"  # a `pedagogym warn train` run's model and metrics
 # groups of the platform observation (pedagogym.deploy.features.feature_names); the scalars are one feature each
-VECTOR_GROUPS = ("belief", "skill_attempts", "skill_accuracy", "item_attempts", "item_accuracy", "item_recency")
-SCALAR_GROUPS = ("last_correct", "last_rt", "progress", "session", "session_time")
 REDUCTIONS = {
     "mean": "mean of the group's features",
     "min": "smallest of the group's features",

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from pedagogym.io import atomic_write, atomic_write_json, atomic_write_text, git_commit, versions
+from pedagogym.warning.model import METRICS_FILE, MODEL_FILE
 from pedagogym.warning.train import TrainedWarning
 
-MODEL_FILE, METRICS_FILE, RISK_ONNX, RUN_MANIFEST = "model.json", "metrics.json", "risk.onnx", "manifest.json"
+RISK_ONNX, RUN_MANIFEST = "risk.onnx", "manifest.json"
 CALIBRATION_CSV, CALIBRATION_PNG, SUMMARY_FILE = "calibration.csv", "calibration.png", "summary.md"
 CALIBRATION_COLUMNS = ("target", "bin", "lo", "hi", "n", "mean_predicted", "observed")
 

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 
-import { featureNames } from './features.js';
+import { featureNames, schemaMismatch } from './features.js';
 import { pyCanonical } from './pyjson.js';
 
 export const FORMAT = 'pedagogym.policy-bundle';
@@ -46,6 +46,8 @@ export function checkManifest(m, where = 'manifest.json') {
   const itemIds = spec.items.map((it) => it.id);
   if (JSON.stringify(m.actions.item_ids) !== JSON.stringify(itemIds)) throw new BundleError(`${where}: actions.item_ids differ from the curriculum's items`);
   if (m.observation.featurizer !== 'platform') throw new BundleError(`${where}: observation.featurizer '${m.observation.featurizer}' has no client featurizer`);
+  const mismatch = schemaMismatch(m.observation);
+  if (mismatch) throw new BundleError(`${where}: ${mismatch}; export the bundle again with this version`);
   const names = featureNames(spec.skills.map((s) => s.id), itemIds);
   if (JSON.stringify(m.observation.feature_names) !== JSON.stringify(names)) {
     throw new BundleError(`${where}: observation.feature_names differ from the 'platform' featurizer's for this curriculum`);

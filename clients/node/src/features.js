@@ -14,13 +14,37 @@ const fma = (a, b, c) => f(a * b + c);
 // XLA computes x / c for a scalar c broadcast over the batch as x * (1 / c) (features.py).
 const INV_LOG1P_RT_SCALE = f(1 / f(Math.log1p(RT_SCALE_S)));
 
+// The observation layout this client computes (pedagogym/schema.py's, as features.py's FEATURE_GROUPS);
+// a bundle's manifest carries the schema it was exported with and loadBundle refuses one that differs.
+export const FEATURE_GROUPS = [
+  ['belief', 'skill'], ['skill_attempts', 'skill'], ['skill_accuracy', 'skill'],
+  ['item_attempts', 'item'], ['item_accuracy', 'item'], ['item_recency', 'item'],
+  ['last_correct', 'scalar'], ['last_rt', 'scalar'], ['progress', 'scalar'], ['session', 'scalar'],
+  ['session_time', 'scalar'],
+];
+
 export function featureNames(skillIds, itemIds) {
   const names = [];
-  for (const [group, ids] of [['belief', skillIds], ['skill_attempts', skillIds], ['skill_accuracy', skillIds],
-    ['item_attempts', itemIds], ['item_accuracy', itemIds], ['item_recency', itemIds]]) {
-    for (const id of ids) names.push(`${group}[${id}]`);
+  for (const [group, per] of FEATURE_GROUPS) {
+    if (per === 'scalar') names.push(group);
+    else for (const id of (per === 'skill' ? skillIds : itemIds)) names.push(`${group}[${id}]`);
   }
-  return names.concat(['last_correct', 'last_rt', 'progress', 'session', 'session_time']);
+  return names;
+}
+
+/** What differs between a manifest's observation schema and this client's (null: nothing). */
+export function schemaMismatch(observation) {
+  const groups = observation.groups;
+  if (groups !== undefined && groups !== null) {
+    const got = Array.isArray(groups) ? groups.map((g) => [g && g.name, g && g.per]) : groups;
+    if (JSON.stringify(got) !== JSON.stringify(FEATURE_GROUPS)) {
+      return `observation.groups ${JSON.stringify(Array.isArray(groups) ? groups.map((g) => g && g.name) : groups)} differ from this client's ${JSON.stringify(FEATURE_GROUPS.map((g) => g[0]))}`;
+    }
+  }
+  for (const [key, ours] of [['rt_scale_s', RT_SCALE_S], ['seconds_per_day', SECONDS_PER_DAY]]) {
+    if (key in observation && observation[key] !== ours) return `observation.${key} is ${JSON.stringify(observation[key])}; this client computes with ${ours}`;
+  }
+  return null;
 }
 
 /** What the featurizer needs from a manifest (FeatureSpec.from_manifest). */

@@ -160,7 +160,9 @@ export class Recommender {
   /** Restrict the mask with a teacher's constraints (Recommender.constrain in Python, same rules
    * and messages): only / exclude (item ids), pin (item id), forbid_skills / review_skills (skill
    * ids), daily_minutes (time on task per UTC day of the decision time `nowS`, default the end of
-   * the last event). Throws ConstraintError, or DailyCapReached when the cap is reached. */
+   * the last event). Throws ConstraintError, or DailyCapReached when the cap is reached. When the
+   * prerequisite locks hide every allowed item, the allowed items are offered (a pinned locked item
+   * is presented), as in the simulator. */
   constrain(mask, constraints, events = [], nowS = null) {
     if (!pyTruthy(constraints)) return mask;
     if (typeof constraints !== 'object' || Array.isArray(constraints)) {
@@ -178,7 +180,7 @@ export class Recommender {
     };
     const { q } = this.spec;
     const exercises = (i, skills) => skills.some((s) => q[i][s]);
-    const out = Uint8Array.from(mask);
+    const out = Uint8Array.from(this.spec.itemAvailable); // the allowed items; the locks in `mask` come last
     for (const key of ['only', 'exclude']) {
       if (!given(key)) continue;
       const sel = new Set(idsOf(key, this.itemIndex, 'item'));
@@ -198,7 +200,7 @@ export class Recommender {
       if (!this.itemIndex.has(pin)) throw new ConstraintError(`constraints.pin: unknown item ${pyRepr(pin)}`);
       const k = this.itemIndex.get(pin);
       if (!out[k]) {
-        throw new ConstraintError(`constraints.pin: item ${pyRepr(pin)} cannot be presented now (locked by its prerequisites or excluded by another constraint)`);
+        throw new ConstraintError(`constraints.pin: item ${pyRepr(pin)} is excluded by another constraint (or not available)`);
       }
       out.fill(0);
       out[k] = 1;
@@ -213,8 +215,12 @@ export class Recommender {
         throw new DailyCapReached(`constraints.daily_minutes: the daily cap of ${pyG(cap)} min is reached (${pyFixed(spent / 60.0, 1)} min on task today, UTC); next item tomorrow`);
       }
     }
-    if (!out.some(Boolean)) throw new ConstraintError('constraints: no unlocked item is left to recommend');
-    return out;
+    if (!out.some(Boolean)) {
+      throw new ConstraintError('constraints: no item satisfies every constraint (only, exclude, pin, forbidden skills, review skills) among the available items');
+    }
+    // the simulator's rule: prerequisite locks apply among the allowed items, unless they hide all of them
+    const unlocked = out.map((v, i) => v & mask[i]);
+    return unlocked.some(Boolean) ? unlocked : out;
   }
 
   /** The next item for one learner; same answer as the Python Recommender.recommend.

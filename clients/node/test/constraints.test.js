@@ -66,12 +66,12 @@ test('an infeasible set, a reached cap and malformed constraints are refused wit
   const rec = await Recommender.load(path.join(FIXTURES, 'bundle'));
   const events = learners[0].events.slice(0, 4); // about 90 s on task on 1970-01-01 (relative timestamps)
   const skills = rec.spec.skillIds;
-  await assert.rejects(rec.recommend(events, { constraints: { forbid_skills: skills } }), /no unlocked item is left/);
+  await assert.rejects(rec.recommend(events, { constraints: { forbid_skills: skills } }), /no item satisfies every constraint/);
   await assert.rejects(rec.recommend(events, { constraints: { daily_minutes: 1 } }),
     (err) => err instanceof DailyCapReached && /daily cap of 1 min is reached/.test(err.message));
   const nextDay = await rec.recommend(events, { constraints: { daily_minutes: 1 }, now: 86400 + 10 });
   assert.ok(nextDay.item_id);
-  await assert.rejects(rec.recommend(events, { constraints: { pin: 'a1', exclude: ['a1'] } }), /cannot be presented now/);
+  await assert.rejects(rec.recommend(events, { constraints: { pin: 'a1', exclude: ['a1'] } }), /excluded by another constraint/);
   await assert.rejects(rec.recommend(events, { constraints: { review_skills: ['nope'] } }), /unknown skill\(s\) \['nope'\]/);
   await assert.rejects(rec.recommend(events, { constraints: { daily_minutes: Infinity } }), /positive number of minutes/);
 });
