@@ -1,9 +1,11 @@
 """Tables, statistics and plots of a finished run, rebuilt from its cell files.
 
-- ``episodes.csv``: one row per learner-episode (only with ``save_episodes``; the tables
-  below are then computed from it in memory, otherwise cell by cell, streaming: at most a
-  cell and its baseline cell are loaded at once, and means, 95% CIs and paired differences
-  are combined from per-cell counts, means and sums of squared deviations).
+- ``episodes.csv``: one row per learner-episode (only with ``save_episodes``).
+Every table below comes from one accumulator (:class:`SummaryAccumulator`: counts, means and
+sums of squared deviations of each metric and of its paired difference, combined chunk by
+chunk). With ``save_episodes`` it is fed the episodes frame, one chunk per simulator and
+policy; without, cell by cell, streaming (at most a cell and its baseline cell in memory).
+Intervals are 95% t-intervals everywhere, the curves' bands included.
 - ``summary.csv`` / ``summary.md``: mean and 95% CI per cell and metric, and the paired
   difference to the baseline policy (same learners, common random numbers) with its CI.
 - ``curves.csv`` + ``curves.png``: mean true mastery after each item, with 95% CI bands.
@@ -71,30 +73,29 @@ def _curve_frame(cell: "Cell", d: dict[str, np.ndarray], learners: int) -> pd.Da
                          "sum": d["curve_sum"], "sumsq": d["curve_sumsq"], "n": learners})
 
 
-def episodes_table(out: Path, cells: list["Cell"], learners: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def episodes_table(out: Path, cells: list["Cell"], learners: int) -> pd.DataFrame:
+    """One row per learner-episode (``episodes.csv``); the statistics come from the cells, not from it."""
     from pedagogym.experiments.config_resolve import subgroup_names
 
-    frames, curves = [], []
+    frames = []
     for cell in cells:
         d = _load(out, cell, learners)
         names = subgroup_names(cell.population)
-        cols = _metric_columns(d)
         frames.append(pd.DataFrame({
             "env": cell.env.label, "student_model": cell.model, "population": cell.population,
             "subgroup": [names[int(g)] for g in d["subgroup"]], "policy": cell.policy, "seed": cell.seed,
-            "learner": np.arange(learners), **cols,
+            "learner": np.arange(learners), **_metric_columns(d),
         }))
-        curves.append(_curve_frame(cell, d, learners))
-    return pd.concat(frames, ignore_index=True), pd.concat(curves, ignore_index=True)
+    return pd.concat(frames, ignore_index=True)
 
 
-def _mean_ci(x: pd.Series) -> tuple[float, float, float, int]:
-    x = x.dropna().astype(float)
-    n = len(x)
-    if n == 0:
-        return (math.nan, math.nan, math.nan, 0)
-    m, h = float(x.mean()), ci_halfwidth(float(x.std(ddof=1)) if n > 1 else math.nan, n)
-    return (m, m - h, m + h, n)
+def _t_quantile(n: pd.Series, level: float = 0.95) -> pd.Series:
+    """Student-t quantile of a two-sided ``level`` interval with n - 1 degrees of freedom (NaN
+    below n = 2), elementwise: the same interval as ``config.ci_halfwidth``."""
+    from scipy import stats
+
+    n = np.asarray(n, float)
+    return pd.Series(np.where(n >= 2, stats.t.ppf(0.5 + level / 2, np.maximum(n - 1, 1)), np.nan))
 
 
 class Moments:
@@ -129,33 +130,92 @@ class Moments:
         return (self.mean, self.mean - h, self.mean + h, self.n)
 
 
-def summary_table(ep: pd.DataFrame, metrics: tuple[str, ...], baseline: str) -> pd.DataFrame:
-    rows = []
+class SummaryAccumulator:
+    """The one statistics path of a run: per (simulator, policy) key and metric, streaming
+    moments of the metric and of its paired difference to the baseline on the same learners;
+    per subgroup, post-test and dropout. Fed cell by cell (:func:`streaming_tables`) or from an
+    episodes frame (:func:`summary_table`); both give the same rows."""
+
+    def __init__(self, metrics: tuple[str, ...], baseline: str) -> None:
+        self.metrics, self.baseline = tuple(metrics), baseline
+        self.stats: dict[tuple, dict[str, tuple[Moments, Moments]]] = {}
+        self.sub: dict[tuple, tuple[Moments, Moments]] = {}
+
+    def add(self, key: tuple, cols: dict[str, np.ndarray], base: dict[str, np.ndarray] | None,
+            subgroups: np.ndarray | None = None) -> None:
+        """One cell (or one simulator x seed x policy slice): ``cols`` its per-learner metric
+        columns, ``base`` the baseline's columns on the same learners in the same order (None
+        for the baseline itself), ``subgroups`` each learner's subgroup name."""
+        group = self.stats.setdefault(key, {m: (Moments(), Moments()) for m in self.metrics})
+        for m in self.metrics:
+            col = DERIVED[m][0] if m in DERIVED else m
+            group[m][0].add(cols[col])
+            if base is not None:  # derived metrics: the baseline's own mean; others: paired differences
+                group[m][1].add(base[col] if m in DERIVED else np.subtract(cols[col], base[col]))  # in the columns' dtype
+        if subgroups is not None:
+            names, first = np.unique(subgroups, return_index=True)
+            for name in names[np.argsort(first)]:
+                sel = subgroups == name
+                acc = self.sub.setdefault(key + (str(name),), (Moments(), Moments()))
+                acc[0].add(cols["post_test"][sel])
+                acc[1].add(cols["dropped"][sel])
+
+    def summary(self) -> pd.DataFrame:
+        rows, baseline = [], self.baseline
+        for key, group in self.stats.items():
+            row = dict(zip(KEYS, key))
+            for m in self.metrics:
+                mean, lo, hi, n = group[m][0].mean_ci()
+                if m in DERIVED:  # a transform of the mean; the difference of transforms, no CI
+                    f = DERIVED[m][1]
+                    mean, lo, hi = (float(f(max(v, 0.0))) if math.isfinite(v) else math.nan for v in (mean, lo, hi))
+                    b_mean = group[m][1].mean_ci()[0] if key[3] != baseline else math.nan
+                    dm = mean - float(f(max(b_mean, 0.0))) if math.isfinite(b_mean) else (0.0 if key[3] == baseline else math.nan)
+                    row.update({f"{m}_mean": mean, f"{m}_ci_low": lo, f"{m}_ci_high": hi, f"{m}_n": n,
+                                f"{m}_diff_vs_{baseline}": dm, f"{m}_diff_ci_low": math.nan, f"{m}_diff_ci_high": math.nan})
+                    continue
+                row.update({f"{m}_mean": mean, f"{m}_ci_low": lo, f"{m}_ci_high": hi, f"{m}_n": n})
+                if key[3] != baseline:
+                    dm, dlo, dhi, _ = group[m][1].mean_ci()
+                    row.update({f"{m}_diff_vs_{baseline}": dm, f"{m}_diff_ci_low": dlo, f"{m}_diff_ci_high": dhi})
+                else:
+                    row.update({f"{m}_diff_vs_{baseline}": 0.0, f"{m}_diff_ci_low": 0.0, f"{m}_diff_ci_high": 0.0})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def subgroups(self) -> pd.DataFrame:
+        rows = []
+        for key, (post, dropped) in self.sub.items():
+            m, lo, hi, n = post.mean_ci()
+            rows.append(dict(zip(KEYS + ["subgroup"], key), post_test_mean=m, ci_low=lo, ci_high=hi, n=n,
+                             dropped=float(dropped.mean)))
+        return pd.DataFrame(rows)
+
+
+def _accumulate_episodes(ep: pd.DataFrame, metrics: tuple[str, ...], baseline: str,
+                         subgroups: bool = False) -> SummaryAccumulator:
+    """Feed an episodes frame (one row per learner-episode) into the accumulator: per simulator
+    and policy, all seeds at once (one chunk, so the moments are numpy's own mean and squared
+    deviations of the pooled column), paired with the baseline's rows by seed and learner."""
+    acc = SummaryAccumulator(metrics, baseline)
+    needed = sorted({DERIVED[m][0] if m in DERIVED else m for m in metrics} | ({"post_test", "dropped"} if subgroups else set()))
     pair_keys = SIM + ["seed", "learner"]
     base = ep[ep.policy == baseline].set_index(pair_keys)
     for key, g in ep.groupby(KEYS, sort=False):
-        row = dict(zip(KEYS, key))
         paired = g.set_index(pair_keys)
-        for m in metrics:
-            if m in DERIVED:
-                col, f = DERIVED[m]
-                mean, lo, hi, n = _mean_ci(g[col])
-                mean, lo, hi = (float(f(max(v, 0.0))) if math.isfinite(v) else math.nan for v in (mean, lo, hi))
-                row.update({f"{m}_mean": mean, f"{m}_ci_low": lo, f"{m}_ci_high": hi, f"{m}_n": n})
-                b_mean = _mean_ci(base[col].reindex(paired.index))[0] if key[3] != baseline else math.nan
-                dm = mean - float(f(max(b_mean, 0.0))) if math.isfinite(b_mean) else (0.0 if key[3] == baseline else math.nan)
-                row.update({f"{m}_diff_vs_{baseline}": dm, f"{m}_diff_ci_low": math.nan, f"{m}_diff_ci_high": math.nan})
-                continue
-            mean, lo, hi, n = _mean_ci(g[m])
-            row.update({f"{m}_mean": mean, f"{m}_ci_low": lo, f"{m}_ci_high": hi, f"{m}_n": n})
-            diff = (paired[m] - base[m].reindex(paired.index)) if key[3] != baseline else None
-            if diff is not None:
-                dm, dlo, dhi, dn = _mean_ci(diff)
-                row.update({f"{m}_diff_vs_{baseline}": dm, f"{m}_diff_ci_low": dlo, f"{m}_diff_ci_high": dhi})
-            else:
-                row.update({f"{m}_diff_vs_{baseline}": 0.0, f"{m}_diff_ci_low": 0.0, f"{m}_diff_ci_high": 0.0})
-        rows.append(row)
-    return pd.DataFrame(rows)
+        cols = {c: paired[c].to_numpy() for c in needed}
+        b = None
+        if key[3] != baseline:
+            aligned = base.reindex(paired.index)
+            b = {c: aligned[c].to_numpy() for c in needed}
+        acc.add(tuple(key), cols, b, g["subgroup"].to_numpy() if subgroups else None)
+    return acc
+
+
+def summary_table(ep: pd.DataFrame, metrics: tuple[str, ...], baseline: str) -> pd.DataFrame:
+    """Mean, 95% t-interval and paired difference to ``baseline`` per simulator and policy, from
+    an episodes frame (the same accumulator as :func:`streaming_tables`)."""
+    return _accumulate_episodes(ep, metrics, baseline).summary()
 
 
 def _fmt(m: float, lo: float, hi: float, pct: bool = False, digits: int = 3) -> str:
@@ -206,17 +266,8 @@ def curves_table(curves: pd.DataFrame) -> pd.DataFrame:
     agg = curves.groupby(KEYS + ["step"], sort=False)[["sum", "sumsq", "n"]].sum().reset_index()
     mean = agg["sum"] / agg["n"]
     var = (agg["sumsq"] - agg["n"] * mean ** 2) / (agg["n"] - 1).clip(lower=1)
-    half = 1.96 * np.sqrt(var.clip(lower=0) / agg["n"])
+    half = _t_quantile(agg["n"]) * np.sqrt(var.clip(lower=0) / agg["n"])  # the t interval of every other table
     return agg[KEYS + ["step"]].assign(mean=mean, ci_low=mean - half, ci_high=mean + half, n=agg["n"])
-
-
-def subgroup_table(ep: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    for key, g in ep.groupby(KEYS + ["subgroup"], sort=False):
-        m, lo, hi, n = _mean_ci(g["post_test"])
-        rows.append(dict(zip(KEYS + ["subgroup"], key), post_test_mean=m, ci_low=lo, ci_high=hi, n=n,
-                         dropped=float(g["dropped"].mean())))
-    return pd.DataFrame(rows)
 
 
 def matrix_metric(metrics) -> str:
@@ -234,68 +285,28 @@ def matrix_table(summary: pd.DataFrame, metric: str = "post_test") -> pd.DataFra
 
 def streaming_tables(out: Path, cells: list["Cell"], learners: int, metrics: tuple[str, ...],
                      baseline: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """summary, subgroups and raw curve sums, the same tables as :func:`summary_table`,
-    :func:`subgroup_table` and :func:`episodes_table` give, computed cell by cell: memory
-    holds one cell and its baseline cell (same simulator and seed, same learners)."""
+    """summary, subgroups and raw curve sums of a run, computed cell by cell: memory holds one
+    cell and its baseline cell (same simulator and seed, same learners)."""
     from pedagogym.experiments.config_resolve import subgroup_names
     from pedagogym.experiments.runner import Cell
 
-    stats: dict[tuple, dict[str, tuple[Moments, Moments]]] = {}
-    sub: dict[tuple, tuple[Moments, Moments]] = {}
+    acc = SummaryAccumulator(metrics, baseline)
     curves = []
     base_of: tuple = (None, None)  # (simulator and seed, baseline columns): cells come grouped by them
     for cell in cells:
         d = _load(out, cell, learners)
         cols = _metric_columns(d)
-        key = (cell.env.label, cell.model, cell.population, cell.policy)
         base = None
         if cell.policy != baseline:
             b = Cell(cell.env, cell.model, cell.population, baseline, cell.seed)
             if base_of[0] != b:
                 base_of = (b, _metric_columns(_load(out, b, learners)))
             base = base_of[1]
-        group = stats.setdefault(key, {m: (Moments(), Moments()) for m in metrics})
-        for m in metrics:
-            col = DERIVED[m][0] if m in DERIVED else m
-            group[m][0].add(cols[col])
-            if base is not None:  # derived metrics: the baseline's own mean; others: paired differences
-                group[m][1].add(base[col] if m in DERIVED else np.asarray(cols[col], float) - np.asarray(base[col], float))
-        names = subgroup_names(cell.population)
-        g = d["subgroup"]
-        present, first = np.unique(g, return_index=True)
-        for gid in present[np.argsort(first)]:
-            sel = g == gid
-            acc = sub.setdefault(key + (names[int(gid)],), (Moments(), Moments()))
-            acc[0].add(cols["post_test"][sel])
-            acc[1].add(cols["dropped"][sel])
+        names = np.asarray(subgroup_names(cell.population))
+        acc.add((cell.env.label, cell.model, cell.population, cell.policy), cols, base, names[d["subgroup"].astype(int)])
         curves.append(_curve_frame(cell, d, learners))
         del d, cols, base
-    rows = []
-    for key, group in stats.items():
-        row = dict(zip(KEYS, key))
-        for m in metrics:
-            mean, lo, hi, n = group[m][0].mean_ci()
-            if m in DERIVED:  # as summary_table: a transform of the mean; the difference of transforms, no CI
-                f = DERIVED[m][1]
-                mean, lo, hi = (float(f(max(v, 0.0))) if math.isfinite(v) else math.nan for v in (mean, lo, hi))
-                b_mean = group[m][1].mean_ci()[0] if key[3] != baseline else math.nan
-                dm = mean - float(f(max(b_mean, 0.0))) if math.isfinite(b_mean) else (0.0 if key[3] == baseline else math.nan)
-                row.update({f"{m}_mean": mean, f"{m}_ci_low": lo, f"{m}_ci_high": hi, f"{m}_n": n,
-                            f"{m}_diff_vs_{baseline}": dm, f"{m}_diff_ci_low": math.nan, f"{m}_diff_ci_high": math.nan})
-                continue
-            row.update({f"{m}_mean": mean, f"{m}_ci_low": lo, f"{m}_ci_high": hi, f"{m}_n": n})
-            if key[3] != baseline:
-                dm, dlo, dhi, _ = group[m][1].mean_ci()
-                row.update({f"{m}_diff_vs_{baseline}": dm, f"{m}_diff_ci_low": dlo, f"{m}_diff_ci_high": dhi})
-            else:
-                row.update({f"{m}_diff_vs_{baseline}": 0.0, f"{m}_diff_ci_low": 0.0, f"{m}_diff_ci_high": 0.0})
-        rows.append(row)
-    sub_rows = []
-    for key, (post, dropped) in sub.items():
-        m, lo, hi, n = post.mean_ci()
-        sub_rows.append(dict(zip(KEYS + ["subgroup"], key), post_test_mean=m, ci_low=lo, ci_high=hi, n=n,
-                             dropped=float(dropped.mean)))
-    return pd.DataFrame(rows), pd.DataFrame(sub_rows), pd.concat(curves, ignore_index=True)
+    return acc.summary(), acc.subgroups(), pd.concat(curves, ignore_index=True)
 
 
 def time_to_mastery_table(out: Path, cells: list["Cell"], learners: int) -> pd.DataFrame:
@@ -321,12 +332,14 @@ def time_to_mastery_table(out: Path, cells: list["Cell"], learners: int) -> pd.D
 
 
 def write_report(config: ExperimentConfig, out: Path, cells: list["Cell"], save_episodes: bool = True) -> None:
-    if save_episodes:
-        ep, raw_curves = episodes_table(out, cells, config.learners)
+    if save_episodes:  # the episodes are in memory anyway: one chunk per simulator and policy
+        ep = episodes_table(out, cells, config.learners)
         _write_csv(ep, out / "episodes.csv")
-        summary = summary_table(ep, config.metrics, config.baseline)
-        subgroups = subgroup_table(ep)
-        del ep
+        acc = _accumulate_episodes(ep, config.metrics, config.baseline, subgroups=True)
+        summary, subgroups = acc.summary(), acc.subgroups()
+        raw_curves = pd.concat([_curve_frame(c, _load(out, c, config.learners), config.learners) for c in cells],
+                               ignore_index=True)
+        del ep, acc
     else:
         (out / "episodes.csv").unlink(missing_ok=True)  # a stale one would not match these tables
         summary, subgroups, raw_curves = streaming_tables(out, cells, config.learners, config.metrics, config.baseline)
