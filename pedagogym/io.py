@@ -93,6 +93,23 @@ def csv_safe(value: Any) -> Any:
     return value
 
 
+def csv_safe_frame(df: Any) -> Any:
+    """A pandas DataFrame with :func:`csv_safe` applied to every text cell (object, string and
+    categorical columns); numeric columns, and frames with nothing to escape, come back as
+    they are (the same object), so their CSV is byte-identical."""
+    out = df
+    for col in df.columns:
+        s = df[col]
+        if s.dtype.kind in "biufcmM":
+            continue
+        risky = s.map(lambda v: isinstance(v, str) and v.startswith(_FORMULA_PREFIXES)).astype(bool)
+        if risky.any():
+            if out is df:
+                out = df.copy()
+            out[col] = s.astype(object).map(csv_safe)
+    return out
+
+
 # ---- names and paths -----------------------------------------------------------------------------
 SAFE_NAME_RULE = "letters, digits, '_', '-', '.' (not '.' or '..', at most 128 characters)"
 

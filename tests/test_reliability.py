@@ -214,3 +214,47 @@ def test_ctrl_c_prints_one_line_and_the_resume_hint(tmp_path):
     assert "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1] == ("pedagogym run: interrupted; finished cells are saved; rerun the "
                                                  "same command to resume")
+
+
+# ---- 3. CSV escaping ------------------------------------------------------------------------------
+EVIL = ["=cmd|'/c calc'!A1", "+SUM(1)", "-skill", "@x", "\tt", "plain"]
+
+
+@pytest.mark.parametrize("module", ["pedagogym.experiments.report", "pedagogym.stress.report"])
+def test_csv_writers_escape_formula_cells_and_keep_numbers(module, tmp_path):
+    import importlib
+
+    import pandas as pd
+
+    write = importlib.import_module(module)._write_csv
+    df = pd.DataFrame({"id": EVIL, "x": [-1.5, 2.0, -3.0, 0.0, 1.0, -0.25], "n": [-1, 2, 3, 4, 5, 6],
+                       "cat": pd.Categorical(["-a", "b", "b", "b", "b", "b"])})
+    write(df, tmp_path / "t.csv")
+    back = pd.read_csv(tmp_path / "t.csv", keep_default_na=False)
+    assert list(back["id"]) == ["'=cmd|'/c calc'!A1", "'+SUM(1)", "'-skill", "'@x", "'\tt", "plain"]
+    assert list(back["x"]) == [-1.5, 2.0, -3.0, 0.0, 1.0, -0.25] and list(back["n"]) == [-1, 2, 3, 4, 5, 6]
+    assert list(back["cat"])[:2] == ["'-a", "b"]
+    assert list(df["id"]) == EVIL  # the caller's frame is not modified
+
+
+def test_csv_safe_frame_returns_a_clean_frame_unchanged():
+    import pandas as pd
+
+    from pedagogym.io import csv_safe_frame
+
+    df = pd.DataFrame({"policy": ["random", "oracle"], "v": [-1.0, 1.0]})
+    assert csv_safe_frame(df) is df
+
+
+def test_warning_calibration_and_training_curves_escape_text(tmp_path):
+    from pedagogym.agents.run import CURVE_COLUMNS, write_curves
+    from pedagogym.warning.report import CALIBRATION_COLUMNS, calibration_csv
+
+    row = {k: 0.5 for k in CALIBRATION_COLUMNS}
+    row[CALIBRATION_COLUMNS[0]] = "=HYPERLINK(1)"
+    row[CALIBRATION_COLUMNS[-1]] = -0.5
+    text = calibration_csv([row])
+    assert "'=HYPERLINK(1)" in text and ",-0.5" in text
+    write_curves(tmp_path / "c.csv", [{**{k: 1 for k in CURVE_COLUMNS}, "agent": "-x", "mean_episode_return": -2.5}])
+    body = (tmp_path / "c.csv").read_text().splitlines()[1]
+    assert body.startswith("'-x,") and ",-2.5," in body

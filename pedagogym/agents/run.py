@@ -101,13 +101,13 @@ class RunContext:
 
 # ---- curves ------------------------------------------------------------------------------------
 def write_curves(path: Path, rows: list[dict[str, Any]]) -> None:
-    from pedagogym.io import atomic_write_text
+    from pedagogym.io import atomic_write_text, csv_safe
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CURVE_COLUMNS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in sorted(rows, key=lambda r: (r["agent"], r["update"])):
-        w.writerow(r)
+        w.writerow({k: csv_safe(v) for k, v in r.items()})
     atomic_write_text(path, buf.getvalue())
 
 
