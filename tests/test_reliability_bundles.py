@@ -213,7 +213,7 @@ def node_answers(cases):
     spec = [{"dir": str(d)} for d, _ in cases.values()]
     path = Path(next(iter(cases.values()))[0]).parents[1] / "cases.json"
     path.write_text(json.dumps(spec))
-    res = subprocess.run([node(), "test/try_bundles.js", str(path)], cwd=NODE_DIR, capture_output=True, text=True,
+    res = subprocess.run([node(), "scripts/try_bundles.js", str(path)], cwd=NODE_DIR, capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 0, res.stderr[-3000:]
     return dict(zip(cases, json.loads(res.stdout)))
@@ -239,7 +239,7 @@ def test_python_and_node_refuse_each_tampered_bundle_with_the_same_error(name, c
 def test_the_untampered_fixture_answers_the_same_in_python_and_node(tmp_path):
     b = _copy(tmp_path, "clean")
     (tmp_path / "cases.json").write_text(json.dumps([{"dir": str(b)}, {"dir": str(b), "expect_sha256": "0" * 64}]))
-    res = subprocess.run([node(), "test/try_bundles.js", str(tmp_path / "cases.json")], cwd=NODE_DIR,
+    res = subprocess.run([node(), "scripts/try_bundles.js", str(tmp_path / "cases.json")], cwd=NODE_DIR,
                          capture_output=True, text=True, timeout=120)
     ok, pinned = json.loads(res.stdout)
     assert ok == {**_python_answer(b), "ok": True}

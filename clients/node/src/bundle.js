@@ -150,6 +150,17 @@ export function readBundleFile(dir, name, what, limit = MAX_MODEL_BYTES) {
   }
 }
 
+/** The bytes of manifest.json for the object `m`, with bundle_sha256 filled in (seal_manifest in bundle.py;
+ * the hash is over the bytes, so any JSON layout seals). */
+export function sealManifest(m) {
+  const copy = { ...m, [BUNDLE_HASH_KEY]: '0'.repeat(64) };
+  const raw = Buffer.from(`${JSON.stringify(copy, null, 1)}\n`, 'utf8');
+  const digest = sha256(raw);
+  const at = raw.indexOf(Buffer.from(`"${BUNDLE_HASH_KEY}": "${'0'.repeat(64)}"`, 'utf8'));
+  raw.write(digest, at + BUNDLE_HASH_KEY.length + 5, 'latin1');
+  return raw;
+}
+
 /** Check the whole-bundle hash of the manifest bytes (bundle_digest in bundle.py); returns it. */
 export function bundleDigest(raw, m, where) {
   const claimed = m[BUNDLE_HASH_KEY];
