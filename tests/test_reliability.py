@@ -258,3 +258,23 @@ def test_warning_calibration_and_training_curves_escape_text(tmp_path):
     write_curves(tmp_path / "c.csv", [{**{k: 1 for k in CURVE_COLUMNS}, "agent": "-x", "mean_episode_return": -2.5}])
     body = (tmp_path / "c.csv").read_text().splitlines()[1]
     assert body.startswith("'-x,") and ",-2.5," in body
+
+
+def test_training_rerun_over_an_edited_curriculum_file_is_refused_naming_it(tmp_path):
+    from pedagogym.agents import CheckpointError, train, train_config_from_dict
+
+    cur = tmp_path / "cur.toml"
+    cur.write_text(TINY_CURRICULUM)
+    cfg = {"name": "t", "seeds": [0], "total_timesteps": 64, "num_envs": 4, "num_steps": 8, "minibatches": 1,
+           "epochs": 1, "hidden": [8], "chunk_updates": 1, "eval_learners": 4,
+           "env": {"id": "pedagogym/PrereqBKT-v0", "curriculum": str(cur), "horizon": 5}}
+    out = tmp_path / "run"
+    train(train_config_from_dict(cfg), out, progress=False, max_chunks=1)
+    saved = json.loads((out / "checkpoints" / "ckpt_u0000001.msgpack.json").read_text())
+    assert saved["inputs"]["curriculum_file"] is not None  # every checkpoint carries the inputs' fingerprint
+    cur.write_text(TINY_CURRICULUM.replace("difficulty = -1.0", "difficulty = 2.5"))
+    with pytest.raises(CheckpointError, match="same config over other inputs \\(changed: curriculum file contents"):
+        train(train_config_from_dict(cfg), out, progress=False)
+    with DirLock(out, "pedagogym train"):  # a second trainer into the same folder
+        with pytest.raises(PedagogymError, match="another pedagogym train is writing"):
+            train(train_config_from_dict(cfg), out, progress=False, restart=True)
