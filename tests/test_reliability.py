@@ -182,7 +182,7 @@ def test_huge_total_timesteps_is_a_config_error():
     from pedagogym.agents import TrainConfigError, train_config_from_dict
 
     env = {"id": "pedagogym/PrereqBKT-v0", "curriculum": "tiny"}
-    for total in (10**30, 2**62):
+    for total in (10**30, 2**62, 2**50):  # beyond the int bound; 2**50: updates beyond int32
         with pytest.raises(TrainConfigError, match="total_timesteps"):
             train_config_from_dict({"env": env, "total_timesteps": total, "num_envs": 4, "num_steps": 4,
                                     "minibatches": 1})

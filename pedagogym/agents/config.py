@@ -170,7 +170,7 @@ def _int(v: Any, source: str, key: str, lo: int = 1, hi: int = INT_MAX) -> int:
     if isinstance(v, float) and v.is_integer():
         v = int(v)
     if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-        raise _err(source, key, f"expected an integer from {lo} to {hi:,}, got {v!r}")
+        raise _err(source, key, f"expected an integer >= {lo} (at most {hi:,}), got {v!r}")
     return v
 
 
