@@ -50,11 +50,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--chunk-learners: chunk_learners: expected a positive integer (or 0: all learners of a "
                          f"cell at once), got {args.chunk_learners}")
     config = load_experiment(args.config)  # validated: bad configs stop here, before any work
-    out = Path(args.out) if args.out else Path("results") / config.name
+    if args.out:
+        out = Path(args.out)
+    else:  # the config's name is checked safe; the resolved folder must stay under results/
+        from pedagogym.io import confined
+
+        confined("results", config.name, "output folder")
+        out = Path("results") / config.name
     n_cells = sum(len(e.models) * len(e.populations) * len(config.policies_for(e)) for e in config.envs) * len(config.seeds)
     print(f"{config.name}: {n_cells} cells x {config.learners} learners -> {out}/", file=sys.stderr)
     manifest = run_experiment(config, out, progress=not args.quiet, backend=_backend(args),
                               chunk_learners=args.chunk_learners, save_episodes=args.save_episodes)
+    if args.quiet:  # otherwise the runner said so before recomputing them
+        for cell_id, what in manifest.get("cells_stale_recomputed", {}).items():
+            print(f"cell {cell_id}: saved result was stale ({'; '.join(what)}); recomputed", file=sys.stderr)
     for cell_id, error in manifest["cells_failed"].items():
         print(f"cell {cell_id} failed: {error}", file=sys.stderr)
     if not manifest["complete"]:
@@ -201,8 +210,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pedagogym {args.verb}: error: the optional dependency {exc.name!r} is not installed; "
               f"pip install 'pedagogym[{extra}]'", file=sys.stderr)
         return 2
+    except RecursionError:  # a deeply nested input file (TOML / JSON) that a parser recursed into
+        print(f"pedagogym {args.verb}: error: an input file is nested too deeply to read", file=sys.stderr)
+        return 2
+    except OverflowError as exc:  # a number too large for the simulator (bounds should catch it first)
+        print(f"pedagogym {args.verb}: error: a number is too large ({exc})", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pedagogym {args.verb}: interrupted; {_RESUME_HINT.get(args.verb, 'nothing half-written was kept')}",
+              file=sys.stderr)
+        return 130
     except Exception as exc:  # user errors (config, input, files): one clear line; bugs keep their traceback
         return exit_on_user_error(exc, f"pedagogym {args.verb}")
+
+
+# what Ctrl-C leaves behind, per verb (every result file is written atomically)
+_RESUME_HINT = {
+    "run": "finished cells are saved; rerun the same command to resume",
+    "train": "the latest checkpoint is saved; rerun the same command to resume",
+    "stress": "nothing half-written was kept; rerun the same command",
+    "warn": "nothing half-written was kept; rerun the same command (with --force if the folder holds a run)",
+}
 
 
 if __name__ == "__main__":

@@ -17,3 +17,9 @@ def read_toml(path: str | Path, error: type[Exception], what: str) -> dict[str, 
         raise error(f"{path}: {what} not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise error(f"{path}: not valid TOML: nested too deeply") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not valid TOML: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except IsADirectoryError:
+        raise error(f"{path}: {what} is a folder, not a file") from None

@@ -300,9 +300,11 @@ def _copy(bundle, tmp_path) -> Path:
 
 
 def _edit(path: Path, edit) -> None:
+    from pedagogym.deploy.bundle import seal_manifest
+
     m = json.loads((path / "manifest.json").read_text())
     edit(m)
-    (path / "manifest.json").write_text(json.dumps(m))
+    (path / "manifest.json").write_bytes(seal_manifest(m))  # re-sealed: each test reaches the check it means
 
 
 def test_corrupted_or_missing_risk_model_is_refused(bundle, tmp_path):

@@ -497,7 +497,7 @@ def test_http_rejects_malformed_bodies(served):
                         ({"events": _events(), "constraints": {"only": ["zz9"]}}, "unknown item"),
                         ({"events": _events(), "constraints": {"avoid": ["a1"]}}, "extra"),
                         ({"events": _events(), "now": [1]}, "now"),
-                        ({"events": _events(), "now": -1e12}, "before the last event"),
+                        ({"events": _events(), "now": -1e9}, "before the last event"),
                         ({"events": _events(), "include_features": "yes"}, "include_features"),
                         ({"events": _events(), "explain": "yes"}, "explain"),
                         ({"events": _events(), "explain": {"top_k": -1}}, "explain.top_k")):

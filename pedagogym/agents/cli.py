@@ -20,7 +20,13 @@ def train_command(args: argparse.Namespace) -> int:
     from pedagogym.agents import load_train_config, train
 
     config = load_train_config(args.config)  # validated: bad configs stop here, before any work
-    out = Path(args.out) if args.out else Path("results") / "train" / config.name
+    if args.out:
+        out = Path(args.out)
+    else:  # the config's name is checked safe; the resolved folder must stay under results/train
+        from pedagogym.io import confined
+
+        confined(Path("results") / "train", config.name, "run folder")
+        out = Path("results") / "train" / config.name
     if getattr(args, "backend", "local") == "ray":
         return _train_ray(args, config, out)
     if getattr(args, "address", None) is not None or getattr(args, "workers", None) is not None:

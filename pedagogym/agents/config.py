@@ -162,11 +162,15 @@ def _err(source: str, key: str, problem: str) -> TrainConfigError:
     return TrainConfigError(f"{source}: {key}: {problem}")
 
 
-def _int(v: Any, source: str, key: str, lo: int = 1) -> int:
+INT_MAX = 2**31 - 1  # JAX counts in int32: larger sizes / counts are refused before any XLA call
+TIMESTEPS_MAX = 2**53  # total_timesteps (a Python int; updates = total / batch must still fit INT_MAX)
+
+
+def _int(v: Any, source: str, key: str, lo: int = 1, hi: int = INT_MAX) -> int:
     if isinstance(v, float) and v.is_integer():
         v = int(v)
-    if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-        raise _err(source, key, f"expected an integer >= {lo}, got {v!r}")
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise _err(source, key, f"expected an integer >= {lo} (at most {hi:,}), got {v!r}")
     return v
 
 
@@ -217,9 +221,11 @@ def train_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Trai
     if unknown:
         raise _err(source, unknown[0], f"unknown key; allowed: {', '.join(sorted(allowed))}")
     v: dict[str, Any] = {}
+    from pedagogym.io import SAFE_NAME_RULE, is_safe_name
+
     name = data.get("name", "train")
-    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-." for c in name):
-        raise _err(source, "name", f"expected a name of letters, digits, '_', '-', '.', got {name!r}")
+    if not is_safe_name(name):  # it names the default run folder results/train/<name>
+        raise _err(source, "name", f"expected a name of {SAFE_NAME_RULE}, got {name!r}")
     v["name"] = name
     algo = data.get("algo", "jax_ppo")
     if algo not in ALGOS:
@@ -246,7 +252,7 @@ def train_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Trai
         raise _err(source, "seeds", f"expected a non-empty list of distinct non-negative integers, got {data['seeds']!r}")
     for key, lo in _INT_KEYS.items():
         if key in data:
-            v[key] = _int(data[key], source, key, lo)
+            v[key] = _int(data[key], source, key, lo, TIMESTEPS_MAX if key == "total_timesteps" else INT_MAX)
     for key, (lo, hi, lo_open, hi_open) in _FLOAT_RANGES.items():
         if key in data:
             v[key] = _float(data[key], source, key, lo, hi, lo_open, hi_open)
@@ -298,6 +304,9 @@ def train_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Trai
         raise _err(source, "recurrent", f"recurrent = true needs algo 'jax_ppo' or 'sb3_recurrent_ppo', got {algo!r}")
     if cfg.total_timesteps < cfg.batch_size:
         raise _err(source, "total_timesteps", f"must be at least num_envs * num_steps = {cfg.batch_size}, got {cfg.total_timesteps}")
+    if cfg.num_updates > INT_MAX or cfg.batch_size > INT_MAX:
+        raise _err(source, "total_timesteps", f"total_timesteps / (num_envs * num_steps) = {cfg.num_updates:,} updates "
+                                              f"and num_envs * num_steps = {cfg.batch_size:,} must each be at most {INT_MAX:,}")
     if algo.startswith("sb3_"):
         from pedagogym.agents.sb3_agents import check_sb3_kwargs
 

@@ -46,6 +46,7 @@ class RunContext:
     resumed_from: dict[str, Any] = field(default_factory=dict)
     t_start: float = field(default_factory=time.perf_counter)
     wall_before: float = 0.0  # wall time of earlier (interrupted) sessions
+    _inputs: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def ckpt_dir(self) -> Path:
@@ -53,7 +54,12 @@ class RunContext:
 
     @property
     def identity(self) -> dict[str, Any]:
-        return run_identity(self.config, self.built)
+        """What every checkpoint of this run must agree on: the config and sizes
+        (:func:`run_identity`) and the simulator's inputs (curriculum / population contents,
+        parameter arrays, package version), so an edited curriculum file never resumes."""
+        if self._inputs is None:
+            self._inputs = inputs_fingerprint(self.built)
+        return {**run_identity(self.config, self.built), "inputs": self._inputs}
 
     def wall_s(self) -> float:
         return self.wall_before + time.perf_counter() - self.t_start
@@ -95,13 +101,13 @@ class RunContext:
 
 # ---- curves ------------------------------------------------------------------------------------
 def write_curves(path: Path, rows: list[dict[str, Any]]) -> None:
-    from pedagogym.io import atomic_write_text
+    from pedagogym.io import atomic_write_text, csv_safe
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CURVE_COLUMNS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in sorted(rows, key=lambda r: (r["agent"], r["update"])):
-        w.writerow(r)
+        w.writerow({k: csv_safe(v) for k, v in r.items()})
     atomic_write_text(path, buf.getvalue())
 
 
@@ -188,15 +194,29 @@ def write_run_manifest(ctx: RunContext, update: int, env_steps: int, checkpoint:
 def read_run_manifest(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / "manifest.json"
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except FileNotFoundError:
         raise CheckpointError(f"{path}: not a training run (no manifest.json; train one with `pedagogym train`)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: corrupted run manifest ({exc})") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: not a training run (manifest.json is a folder)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: corrupted run manifest ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: corrupted run manifest (expected a JSON object, got a {type(data).__name__})")
+    return data
 
 
-def _prepare_dir(config: TrainConfig, out: Path, restart: bool) -> None:
-    """Create ``out``; refuse a directory that holds a different run (naming its file)."""
+def inputs_fingerprint(built) -> dict[str, Any]:
+    from pedagogym.experiments.runner import simulator_fingerprint
+
+    fp = simulator_fingerprint(built)
+    fp.pop("settings")  # the settings are in the config hash already
+    return fp
+
+
+def _prepare_dir(config: TrainConfig, out: Path, restart: bool, inputs: dict[str, Any]) -> None:
+    """Create ``out``; refuse a directory that holds a different run (another config, or the
+    same config over edited curriculum / population files or another pedagogym), naming what changed."""
     from pedagogym.io import atomic_write_json
 
     cfg_path = out / "config.json"
@@ -213,14 +233,25 @@ def _prepare_dir(config: TrainConfig, out: Path, restart: bool) -> None:
             old = json.loads(cfg_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CheckpointError(f"{cfg_path}: corrupted run config ({exc}); use --restart to discard the run") from None
+        if not isinstance(old, dict):
+            raise CheckpointError(f"{cfg_path}: corrupted run config (expected a JSON object, got a "
+                                  f"{type(old).__name__}); use --restart to discard the run")
         if old.get("hash") != config.hash():
             from pedagogym.agents.checkpoint import _diff
 
             diff = _diff(old.get("config", {}), config.to_dict())
             raise CheckpointError(f"{cfg_path}: {out} holds a run of a different config (hash {old.get('hash')} vs "
                                   f"{config.hash()}; differing: {', '.join(diff) or '?'}). Use another --out or --restart.")
+        if old.get("inputs") != inputs:
+            was = old.get("inputs") if isinstance(old.get("inputs"), dict) else {}
+            what = [k.replace("_", " ") + (" contents" if k != "pedagogym" else " version")
+                    for k in sorted(set(was) | set(inputs)) if was.get(k) != inputs.get(k)]
+            raise CheckpointError(f"{cfg_path}: {out} holds a run of the same config over other inputs (changed: "
+                                  f"{', '.join(what) or 'no input fingerprint saved'}); its checkpoints would resume "
+                                  f"stale. Use another --out or --restart.")
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(cfg_path, {"hash": config.hash(), "config": config.to_dict(), "source": config.source})
+    atomic_write_json(cfg_path, {"hash": config.hash(), "config": config.to_dict(), "source": config.source,
+                                 "inputs": inputs})
 
 
 def train(config: TrainConfig, out: str | Path, progress: bool = True, max_chunks: int | None = None,
@@ -228,15 +259,19 @@ def train(config: TrainConfig, out: str | Path, progress: bool = True, max_chunk
     """Train (or resume) every agent of ``config`` into ``out``; returns the run manifest."""
     from pedagogym.agents import AGENTS
 
+    from pedagogym.io import DirLock
+
     out = Path(out)
     algo = AGENTS.get(config.algo)
-    _prepare_dir(config, out, restart)
     built = config.build_env()
     ctx = RunContext(config=config, out=out, built=built, progress=progress, max_chunks=max_chunks)
-    if (out / "manifest.json").exists():
-        try:
-            ctx.wall_before = float(read_run_manifest(out).get("wall_time_s") or 0.0)
-        except CheckpointError:
-            ctx.wall_before = 0.0
-    algo.train(config, ctx)
-    return read_run_manifest(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with DirLock(out, "pedagogym train"):
+        _prepare_dir(config, out, restart, ctx.identity["inputs"])
+        if (out / "manifest.json").exists():
+            try:
+                ctx.wall_before = float(read_run_manifest(out).get("wall_time_s") or 0.0)
+            except CheckpointError:
+                ctx.wall_before = 0.0
+        algo.train(config, ctx)
+        return read_run_manifest(out)

@@ -9,8 +9,10 @@ One event (a JSON object / dict)::
      "timestamp": 1718000000.0}      # when the item was presented: epoch seconds or ISO 8601
 
 ISO 8601 timestamps: ``YYYY-MM-DDTHH:MM:SS[.fraction][Z|+HH:MM|-HH:MM]`` (a space may replace
-``T``); without an offset the time is read as UTC. Events must be in time order (equal
-timestamps are allowed). Extra keys are ignored.
+``T``); without an offset the time is read as UTC; offsets are at most 18:00 either way. Every
+time (numeric or ISO) must lie in years 1..9999 (epoch seconds ``TS_MIN``..``TS_MAX``), and
+``response_time`` is at most ``MAX_RESPONSE_S`` (one year). Events must be in time order
+(equal timestamps are allowed). Extra keys are ignored.
 """
 from __future__ import annotations
 
@@ -35,6 +37,9 @@ class Event:
 
 
 SECONDS_PER_DAY = 86400.0  # the deploy runtime's one definition (= pedagogym.schema.SECONDS_PER_DAY; checked)
+TS_MIN, TS_MAX = -62135596800.0, 253402300799.0  # 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z
+MAX_RESPONSE_S = 365 * SECONDS_PER_DAY  # one year on one item: anything longer is a broken clock
+MAX_OFFSET_MIN = 18 * 60
 _FIELDS = ("item_id", "correct", "response_time", "timestamp")
 _REQUIRED = frozenset(_FIELDS)
 _ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|z|[+-]\d{2}:?\d{2})?$")
@@ -57,13 +62,25 @@ def parse_timestamp(value: Any, where: str = "timestamp") -> float:
         if tz and tz not in "Zz":
             sign = -1 if tz[0] == "-" else 1
             digits = tz[1:].replace(":", "")
-            whole -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
+            hours, minutes = int(digits[:2]), int(digits[2:])
+            if minutes > 59 or hours * 60 + minutes > MAX_OFFSET_MIN:
+                raise EventError(f"{where}: {value!r} has an impossible UTC offset {tz} (at most 18:00 either way)")
+            whole -= sign * (hours * 3600 + minutes * 60)
         frac = float("0" + m.group(7)) if m.group(7) else 0.0
-        return float(whole) + frac
-    out = float(value)
+        return _in_range(float(whole) + frac, value, where)
+    try:
+        out = float(value)
+    except OverflowError:  # an integer beyond any float
+        raise EventError(f"{where}: {value!r} is outside years 1..9999") from None
     if not math.isfinite(out):
         raise EventError(f"{where}: must be finite, got {value!r}")
-    return out
+    return _in_range(out, value, where)
+
+
+def _in_range(ts: float, value: Any, where: str) -> float:
+    if not TS_MIN <= ts <= TS_MAX:
+        raise EventError(f"{where}: {value!r} is outside years 1..9999 (epoch seconds from {TS_MIN:.0f} to {TS_MAX:.0f})")
+    return ts
 
 
 def parse_events(raw: Any, item_index: Mapping[str, int], learner_id: str | None = None) -> list[Event]:
@@ -96,12 +113,12 @@ def parse_events(raw: Any, item_index: Mapping[str, int], learner_id: str | None
         if correct is not None and not isinstance(correct, bool):
             raise EventError(f"{at}.correct: expected true, false or null, got {type(correct).__name__} {correct!r}")
         rt = ev["response_time"]
-        if isinstance(rt, bool) or not isinstance(rt, (int, float)) or not math.isfinite(rt) or rt < 0:
-            raise EventError(f"{at}.response_time: expected a finite number of seconds >= 0, got {rt!r}")
+        if isinstance(rt, bool) or not isinstance(rt, (int, float)) or not 0 <= rt <= MAX_RESPONSE_S:
+            raise EventError(f"{at}.response_time: expected a finite number of seconds from 0 to {MAX_RESPONSE_S:.0f}, "
+                             f"got {rt!r}")
         raw_ts = ev["timestamp"]
-        ts = float(raw_ts) if type(raw_ts) is float or type(raw_ts) is int else parse_timestamp(raw_ts, f"{at}.timestamp")
-        if ts != ts or ts in (math.inf, -math.inf):
-            raise EventError(f"{at}.timestamp: must be finite, got {raw_ts!r}")
+        ts = float(raw_ts) if type(raw_ts) is float and TS_MIN <= raw_ts <= TS_MAX else \
+            parse_timestamp(raw_ts, f"{at}.timestamp")
         if ts < prev_ts:
             raise EventError(f"{at}.timestamp: time goes backwards ({ev['timestamp']!r} is before the previous event); "
                              f"send events in time order")

@@ -52,20 +52,30 @@ class Recommender:
     {'learner_id': 'u1', 'item_id': 'a2', 'action': 1, 'scores': {'a1': ..., ...}, ...}
     """
 
-    def __init__(self, bundle: str | Path | Bundle, *, idle_gap_s: float | None = None, threads: int = 1):
-        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    def __init__(self, bundle: str | Path | Bundle, *, idle_gap_s: float | None = None, threads: int = 1,
+                 expected_sha256: str | None = None):
+        import math
+
+        if idle_gap_s is not None and (isinstance(idle_gap_s, bool) or not isinstance(idle_gap_s, (int, float))
+                                       or not math.isfinite(idle_gap_s) or idle_gap_s <= 0):
+            raise BundleError(f"idle_gap_s: expected a finite number of seconds > 0, got {idle_gap_s!r}")
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, expected_sha256)
         m = self.bundle.manifest
         self.manifest = m
         self.spec = FeatureSpec.from_manifest(m, idle_gap_s)
         self.item_ids: list[str] = self.bundle.item_ids
         self.item_index = {iid: k for k, iid in enumerate(self.item_ids)}
-        self.session = make_session(self.bundle.model_bytes, threads)
+        try:
+            self.session = make_session(self.bundle.model_bytes, threads)
+        except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
+            raise BundleError(f"{self.bundle.path}/{m['model'].get('file', 'policy.onnx')}: not a loadable ONNX model "
+                              f"({type(exc).__name__}: {str(exc)[:300]})") from None
         self.explainer = Explainer(self.spec, CONSTRAINT_KEYS)
         d, n = self.spec.n_features, self.spec.n_items
         ins = {i.name: i.shape for i in self.session.get_inputs()}
         outs = {o.name for o in self.session.get_outputs()}
-        if set(ins) != {"obs", "action_mask"} or ins["obs"][1] != d or ins["action_mask"][1] != n \
-                or outs != {"scores", "action"}:
+        if set(ins) != {"obs", "action_mask"} or len(ins["obs"]) != 2 or len(ins["action_mask"]) != 2 \
+                or ins["obs"][1] != d or ins["action_mask"][1] != n or outs != {"scores", "action"}:
             raise BundleError(f"{self.bundle.path}: policy.onnx has inputs {ins} and outputs {sorted(outs)}; expected "
                               f"obs[batch, {d}], action_mask[batch, {n}] -> scores, action")
         # batch-1 fast path: inputs and outputs bound once to buffers we reuse
@@ -96,18 +106,46 @@ class Recommender:
                                   f"risk[batch, {len(self.risk_targets)}] (targets {self.risk_targets})")
 
     # ---- model --------------------------------------------------------------------------
+    def _check_action(self, action: int, mask: np.ndarray) -> int:
+        """The model's action, if it is an item index the mask allows; else :class:`BundleError`
+        (a tampered or broken graph must never recommend an item the teacher excluded)."""
+        n = self.spec.n_items
+        if not 0 <= action < n:
+            raise BundleError(f"{self.bundle.path}: the policy model chose action {action}, outside the {n} items; "
+                              f"the model is broken or was replaced; re-export the bundle")
+        if not mask[action]:
+            raise BundleError(f"{self.bundle.path}: the policy model chose item {self.item_ids[action]!r}, which the "
+                              f"action mask forbids (locked or excluded); the model ignores the mask; re-export the bundle")
+        return action
+
     def decide(self, obs: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, int]:
         """One decision: float32[D], bool[I] -> (float32[I] masked scores, action)."""
         with self._lock:
             self._obs[0] = obs
             self._mask[0] = mask
-            self.session.run_with_iobinding(self._binding)
-            return self._scores[0].copy(), int(self._action[0])
+            try:
+                self.session.run_with_iobinding(self._binding)
+            except Exception as exc:  # onnxruntime's own exception types: a graph that does not run
+                raise BundleError(f"{self.bundle.path}: the policy model failed to run ({type(exc).__name__}: "
+                                  f"{str(exc)[:300]})") from None
+            scores, action = self._scores[0].copy(), int(self._action[0])
+        return scores, self._check_action(action, mask)
 
     def run(self, obs: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A batch: float32[N, D], bool[N, I] -> (float32[N, I] masked scores, int64[N] actions)."""
-        scores, action = self.session.run(["scores", "action"], {"obs": np.ascontiguousarray(obs, np.float32),
-                                                                 "action_mask": np.ascontiguousarray(mask, bool)})
+        mask = np.ascontiguousarray(mask, bool)
+        try:
+            scores, action = self.session.run(["scores", "action"], {"obs": np.ascontiguousarray(obs, np.float32),
+                                                                     "action_mask": mask})
+        except Exception as exc:  # onnxruntime's own exception types: a graph that does not run
+            raise BundleError(f"{self.bundle.path}: the policy model failed to run ({type(exc).__name__}: "
+                              f"{str(exc)[:300]})") from None
+        action = np.asarray(action).reshape(-1)
+        if action.shape != (mask.shape[0],):
+            raise BundleError(f"{self.bundle.path}: the policy model returned {action.shape} actions for "
+                              f"{mask.shape[0]} observations")
+        for a, m in zip(action.tolist(), mask):
+            self._check_action(int(a), m)
         return scores, action
 
     def run_risk(self, obs: np.ndarray) -> np.ndarray:

@@ -4,13 +4,14 @@ frozen afterwards."""
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pedagogym.errors import PedagogymError
-from pedagogym.io import parse_seeds
+from pedagogym.io import SAFE_NAME_RULE, is_safe_name, parse_seeds
+
+MAX_LEARNERS = 100_000_000  # per cell; bounds the host arrays (about 64 bytes a learner) before any XLA call
 
 METRICS = ("post_test", "final_mastery", "mean_recall", "log_recall", "steps_to_mastery", "mastered", "dropped",
            "time_spent_min", "days", "total_reward", "ability_rmse", "test_length")
@@ -86,11 +87,11 @@ def experiment_from_dict(data: dict[str, Any], source: str = "<dict>") -> Experi
     if unknown:
         raise _err(source, ",".join(unknown), f"unknown key(s); allowed: {sorted(allowed)}")
     name = data.get("name")
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name or ""):
-        raise _err(source, "name", f"expected a name of letters, digits, '_', '-', '.', got {name!r}")
+    if not is_safe_name(name):  # it names the default output folder results/<name>
+        raise _err(source, "name", f"expected a name of {SAFE_NAME_RULE}, got {name!r}")
     learners = data.get("learners", 1000)
-    if not isinstance(learners, int) or isinstance(learners, bool) or learners < 1:
-        raise _err(source, "learners", f"expected a positive integer, got {learners!r}")
+    if not isinstance(learners, int) or isinstance(learners, bool) or not 1 <= learners <= MAX_LEARNERS:
+        raise _err(source, "learners", f"expected a positive integer of at most {MAX_LEARNERS:,}, got {learners!r}")
     seeds = parse_seeds(data.get("seeds", [0]))
     if seeds is None:
         raise _err(source, "seeds", f"expected a non-empty list of distinct non-negative integers, got {data['seeds']!r}")

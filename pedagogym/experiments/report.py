@@ -45,7 +45,11 @@ DERIVED = {"ability_rmse": ("ability_sq_error", np.sqrt)}
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    atomic_write(path, lambda p: df.to_csv(p, index=False, float_format="%.6g"))
+    """Atomically; text cells a spreadsheet would run as formulas are escaped (pedagogym.io.csv_safe)."""
+    from pedagogym.io import csv_safe_frame
+
+    safe = csv_safe_frame(df)
+    atomic_write(path, lambda p: safe.to_csv(p, index=False, float_format="%.6g"))
 
 
 def _metric_columns(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

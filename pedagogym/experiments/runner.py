@@ -13,6 +13,9 @@ result arrives, so a lost worker costs only its cell and a rerun fills the holes
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import re
 import time
 import zipfile
@@ -24,7 +27,7 @@ import jax
 import numpy as np
 
 from pedagogym.experiments.config import ExperimentConfig, EnvEntry
-from pedagogym.io import atomic_write, atomic_write_json, git_commit, versions
+from pedagogym.io import DirLock, atomic_write, atomic_write_json, git_commit, versions
 from pedagogym.experiments.rollout import EpisodeResult, evaluate, learner_keys
 
 CELL_FORMAT = 2  # 2: ability_error, ability_se
@@ -116,8 +119,84 @@ def compute_cell(cell: Cell, learners: int, chunk_learners: int | None = DEFAULT
     return arrays
 
 
-def load_cell(path: Path, learners: int) -> dict[str, np.ndarray] | None:
-    """A finished cell's arrays, or None if the file is missing, corrupt or from another config."""
+def _sha256_file(path: str | Path) -> str | None:
+    p = Path(path)
+    if not p.is_file():
+        return None  # a built-in name, resolved from the package
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _tree_sha(tree) -> str:
+    """sha256 over every leaf of a pytree (shape, dtype and bytes): the simulator's numbers."""
+    h = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves(tree):
+        a = np.asarray(leaf)
+        h.update(f"{a.shape}{a.dtype.str}".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def simulator_fingerprint(built) -> dict[str, object]:
+    """What a simulator's numbers depend on, as a JSON-able dict: the resolved env settings,
+    the contents of the curriculum and population files (sha256; None for a built-in name),
+    the sha256 of the simulator's parameter arrays (curriculum, population, model parameters)
+    and the package version. Shared by experiment cells and training checkpoints."""
+    import pedagogym
+
+    settings = {k: v for k, v in dataclasses.asdict(built.config).items() if k != "source"}
+    population = getattr(built.population, "source", None)
+    return {
+        "pedagogym": pedagogym.__version__, "settings": json.loads(json.dumps(settings, default=str)),
+        "curriculum_file": _sha256_file(built.config.curriculum),
+        "population_file": _sha256_file(population) if isinstance(population, str) else None,
+        "env_params": _tree_sha(built.params),
+    }
+
+
+def cell_fingerprint(cell: Cell, learners: int) -> dict[str, object]:
+    """Everything that produced a cell's numbers (stored in the cell file): the simulator's
+    fingerprint (:func:`simulator_fingerprint`), the policy (a trained agent's checkpoint hash
+    is in its tag), learners, seed and the cell format. A saved cell whose fingerprint differs
+    is recomputed (see :func:`fingerprint_changes`)."""
+    built = _build(cell)
+    return {"format": CELL_FORMAT, "learners": int(learners), "seed": int(cell.seed), "env": cell.env.id,
+            "model": cell.model, "population": cell.population, "policy": repr(_policy(cell.policy, built)),
+            **simulator_fingerprint(built)}
+
+
+def fingerprint_changes(old: dict | None, new: dict) -> list[str]:
+    """What differs between a saved cell's fingerprint and the current one, for the user."""
+    if old is None:
+        return ["saved without a fingerprint (by an older pedagogym)"]
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if a == b:
+            continue
+        if k == "settings" and isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{s}: {a.get(s)!r} -> {b.get(s)!r}" for s in sorted(set(a) | set(b)) if a.get(s) != b.get(s)]
+        elif k in ("curriculum_file", "population_file", "env_params"):
+            out.append(f"{k.replace('_', ' ')} contents")
+        else:
+            out.append(f"{k}: {a!r} -> {b!r}")
+    return out
+
+
+def saved_fingerprint(data: dict[str, np.ndarray]) -> dict | None:
+    try:
+        fp = json.loads(str(data["fingerprint"]))
+    except (KeyError, ValueError):
+        return None
+    return fp if isinstance(fp, dict) else None
+
+
+def load_cell(path: Path, learners: int, fingerprint: dict | None = None) -> dict[str, np.ndarray] | None:
+    """A finished cell's arrays, or None if the file is missing, corrupt or from another config
+    (with ``fingerprint``: None also when the saved fingerprint differs)."""
     if not path.exists():
         return None
     try:
@@ -127,6 +206,8 @@ def load_cell(path: Path, learners: int) -> dict[str, np.ndarray] | None:
         return None
     needed = set(EpisodeResult._fields) - {"mastery_curve"} | {"curve_sum", "curve_sumsq", "format"}
     if not needed <= set(data) or int(data["format"]) != CELL_FORMAT or data["post_test"].shape != (learners,):
+        return None
+    if fingerprint is not None and saved_fingerprint(data) != fingerprint:
         return None
     return data
 
@@ -150,18 +231,39 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, progress: bool
     learner-episode, built in memory); None: only when the run has at most
     ``EPISODES_AUTO_LIMIT`` rows, otherwise the tables are aggregated cell by cell.
     ``max_cells`` stops after that many newly computed cells (used to test resumption)."""
-    from tqdm.auto import tqdm
-
     from pedagogym.experiments.backends import CellJob, LocalBackend
-    from pedagogym.experiments.report import write_report
 
     backend = LocalBackend() if backend is None else backend
     job = CellJob(config.learners, chunk_learners)  # validates chunk_learners before any work
     out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with DirLock(out, "pedagogym run"):
+        return _run_locked(config, out, progress, max_cells, backend, job, chunk_learners, save_episodes)
+
+
+def _run_locked(config, out: Path, progress, max_cells, backend, job, chunk_learners, save_episodes) -> dict:
+    from tqdm.auto import tqdm
+
+    from pedagogym.experiments.report import write_report
+
     (out / "cells").mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     cells = cells_of(config)
-    todo = [c for c in cells if load_cell(out / "cells" / f"{c.id}.npz", config.learners) is None]
+    prints = {c.id: cell_fingerprint(c, config.learners) for c in cells}
+    todo, changed = [], {}
+    for c in cells:
+        path = out / "cells" / f"{c.id}.npz"
+        data = load_cell(path, config.learners)
+        if data is not None and saved_fingerprint(data) == prints[c.id]:
+            continue
+        if data is not None:  # a finished cell of another setting: recompute it, and say why
+            changed[c.id] = fingerprint_changes(saved_fingerprint(data), prints[c.id])
+        todo.append(c)
+    if changed and progress:
+        import sys
+
+        for cell_id, what in changed.items():
+            print(f"cell {cell_id}: saved result is stale ({'; '.join(what)}); recomputing", file=sys.stderr)
     resumed = len(cells) - len(todo)
     if max_cells is not None:
         todo = todo[:max_cells]
@@ -173,6 +275,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, progress: bool
         if error is not None:
             failed[cell.id] = error
         else:
+            arrays["fingerprint"] = np.asarray(json.dumps(prints[cell.id], sort_keys=True))
             _save_cell(out / "cells" / f"{cell.id}.npz", arrays)
             done_now += 1
         del arrays
@@ -180,13 +283,14 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, progress: bool
         bar.update()
     eval_seconds = time.perf_counter() - t0
     bar.close()
-    complete = all(load_cell(out / "cells" / f"{c.id}.npz", config.learners) is not None for c in cells)
+    complete = all(load_cell(out / "cells" / f"{c.id}.npz", config.learners, prints[c.id]) is not None for c in cells)
     if save_episodes is None:
         save_episodes = len(cells) * config.learners <= EPISODES_AUTO_LIMIT
     manifest = {
         "name": config.name, "config": config.to_dict(), "config_source": config.source,
         "seeds": list(config.seeds), "versions": versions(), "git_commit": git_commit(),
         "cells_total": len(cells), "cells_computed_this_run": done_now, "cells_resumed": resumed,
+        "cells_stale_recomputed": changed,
         "cells_failed": failed, "complete": complete, "wall_time_s": None, "learner_episodes_per_s": None,
         "backend": backend.describe(), "devices": [str(d) for d in jax.devices()],
         "chunk_learners": chunk_learners, "save_episodes": bool(save_episodes),

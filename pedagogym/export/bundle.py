@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pedagogym.deploy.bundle import MANIFEST_FILE, MODEL_FILE, load_bundle, sha256_bytes
+from pedagogym.deploy.bundle import BUNDLE_HASH_KEY, MANIFEST_FILE, MODEL_FILE, load_bundle, seal_manifest, sha256_bytes
 from pedagogym.deploy.events import parse_events
 from pedagogym.deploy.features import FeatureSpec, action_mask, featurize, replay
 from pedagogym.deploy.recommender import Recommender
@@ -127,9 +127,12 @@ def export_bundle(source: ExportSource, out: str | Path, *, verify_learners: int
     atomic_write_bytes(out / MODEL_FILE, model_bytes)
     if risk_bytes is not None:
         atomic_write_bytes(out / manifest["early_warning"]["file"], risk_bytes)
-    atomic_write_bytes(out / MANIFEST_FILE, (json.dumps(manifest, indent=1) + "\n").encode())
+    sealed = seal_manifest(manifest)
+    atomic_write_bytes(out / MANIFEST_FILE, sealed)
     Recommender(load_bundle(out)).recommend([])  # the written bundle loads and answers
-    return {"out": str(out), "policy": source.name, "kind": source.kind, "sha256": digest, "opset": OPSET,
+    bundle_sha = json.loads(sealed)[BUNDLE_HASH_KEY]
+    return {"out": str(out), "policy": source.name, "kind": source.kind, "sha256": digest, "bundle_sha256": bundle_sha,
+            "opset": OPSET,
             "n_features": len(source.built.feature_names), "n_items": source.built.curriculum.n_items,
             "model_bytes": len(model_bytes), "verification": manifest.get("verification"),
             **({"early_warning": _ew_report(manifest["early_warning"])} if risk_bytes is not None else {}),

@@ -22,6 +22,32 @@ def _setting(text: str) -> tuple[str, Any]:
     return key.strip(), parsed
 
 
+def _int_in(lo: int, hi: int | None = None):
+    """An argparse type: an integer in [lo, hi]."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"expected an integer from {lo}{f' to {hi}' if hi is not None else ' up'}, "
+                                             f"got {v}")
+        return v
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return v
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from pedagogym.export import export_bundle, resolve
 
@@ -73,9 +99,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"pedagogym serve: {exc.name} is missing; install the extra: pip install 'pedagogym[serve]'", file=sys.stderr)
         return 2
-    print(f"serving {args.bundle} on http://{args.host}:{args.port} (POST /recommend, POST /risk, GET /health)",
-          file=sys.stderr)
-    serve(args.bundle, host=args.host, port=args.port, idle_gap_s=args.idle_gap_s, access_log=args.access_log)
+    import os
+
+    from pedagogym.deploy.server import TOKEN_ENV
+
+    token = args.token if args.token is not None else (os.environ.get(TOKEN_ENV) or None)
+    print(f"serving {args.bundle} on http://{args.host}:{args.port} (POST /recommend, POST /risk, GET /health"
+          f"{'; bearer token required but for /health' if token else ''})", file=sys.stderr)
+    serve(args.bundle, host=args.host, port=args.port, idle_gap_s=args.idle_gap_s, access_log=args.access_log,
+          token=token, expected_sha256=args.expect_sha256, max_body_bytes=args.max_body_bytes,
+          max_events=args.max_events, workers=args.workers, max_pending=args.max_pending)
     return 0
 
 
@@ -90,7 +123,7 @@ def add_export_parsers(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--env", help="env id for policies that do not carry one (hand-written, .npz)")
     s.add_argument("--set", action="append", type=_setting, metavar="KEY=VALUE",
                    help="env setting (repeatable), e.g. --set curriculum=tiny --set horizon=100")
-    s.add_argument("--verify-learners", type=int, default=32,
+    s.add_argument("--verify-learners", type=_int_in(0, 1_000_000), default=32,
                    help="simulated learners for the parity check before writing (0 = skip; default 32)")
     s.add_argument("--force", action="store_true", help="overwrite an existing bundle in --out")
     s.add_argument("--json", action="store_true", help="compact one-line JSON report")
@@ -100,7 +133,7 @@ def add_export_parsers(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--early-warning-set", action="append", type=_setting, metavar="KEY=VALUE",
                    help="env setting for the early-warning training population only (repeatable), e.g. "
                         "engagement=true for a policy trained without dropout; must leave the observation unchanged")
-    s.add_argument("--early-warning-learners", type=int, default=512,
+    s.add_argument("--early-warning-learners", type=_int_in(2, 10_000_000), default=512,
                    help="simulated learners per policy for --early-warning: as many for training and for the held-out "
                         "evaluation (default 512)")
     s.add_argument("--early-warning-policies", nargs="+", metavar="POLICY",
@@ -113,10 +146,23 @@ def add_export_parsers(subparsers: argparse._SubParsersAction) -> None:
     s = subparsers.add_parser("serve", help="serve a bundle over HTTP (POST /recommend, POST /risk, GET /health)")
     s.add_argument("bundle", help="bundle directory written by `pedagogym export`")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--idle-gap-s", type=float, default=None,
+    s.add_argument("--port", type=_int_in(1, 65535), default=8000)
+    s.add_argument("--idle-gap-s", type=_positive_float, default=None,
                    help="break (seconds) after which a learner's next event opens a new session (default: the manifest's)")
     s.add_argument("--access-log", action="store_true")
+    s.add_argument("--token", default=None,
+                   help="require 'Authorization: Bearer TOKEN' on every endpoint but /health "
+                        "(default: the PEDAGOGYM_TOKEN environment variable; unset: no authentication)")
+    s.add_argument("--expect-sha256", default=None, metavar="HEX",
+                   help="refuse the bundle unless its bundle_sha256 is this (as printed by `pedagogym export`)")
+    s.add_argument("--max-body-bytes", type=_int_in(1, 1 << 30), default=8 << 20,
+                   help="largest request body accepted (default 8 MiB; HTTP 413 beyond)")
+    s.add_argument("--max-events", type=_int_in(1, 10_000_000), default=20_000,
+                   help="most events in one request (default 20,000; HTTP 413 beyond)")
+    s.add_argument("--workers", type=_int_in(1, 256), default=4,
+                   help="threads running decisions off the event loop (default 4)")
+    s.add_argument("--max-pending", type=_int_in(0, 100_000), default=64,
+                   help="requests that may wait for a worker; the next get HTTP 503 (default 64)")
     s.set_defaults(func=_cmd_serve)
 
 
@@ -127,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print(f"pedagogym {args.verb}: interrupted", file=sys.stderr)
+        return 130
     except Exception as exc:  # user errors: one line; bugs keep their traceback
         return exit_on_user_error(exc, f"pedagogym {args.verb}")
 

@@ -40,7 +40,17 @@ def _cmd_stress(args: argparse.Namespace) -> int:
     except Exception as exc:  # user errors: one line; bugs keep their traceback
         return exit_on_user_error(exc, "pedagogym stress")
     c = prepared.designer
-    out = Path(args.out) if args.out else Path("results") / f"stress-{c.name}"
+    if args.out:
+        out = Path(args.out)
+    else:  # the default folder is named by the curriculum: only a safe name may build it
+        from pedagogym.io import SAFE_NAME_RULE, confined, is_safe_name
+
+        if not is_safe_name(f"stress-{c.name}"):
+            print(f"pedagogym stress: error: the curriculum name {c.name!r} cannot name the default output folder "
+                  f"results/stress-<name> (a name of {SAFE_NAME_RULE}); pass --out DIR", file=sys.stderr)
+            return 2
+        confined("results", f"stress-{c.name}", "output folder")
+        out = Path("results") / f"stress-{c.name}"
     say(f"{c.name}: {c.n_skills} skills, {c.n_items} items; {config.learners:,} learners x {config.horizon} items, "
         f"model(s) {', '.join(config.models)}, policy {config.policy}, population {prepared.population.name}")
     results = simulate(prepared, say)

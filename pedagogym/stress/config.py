@@ -50,11 +50,12 @@ class StressConfig:
             if not ok:
                 raise StressConfigError(f"stress: {key}: {problem}, got {getattr(self, key)!r}")
 
-        check(self.learners >= 2, "learners", "must be at least 2")
-        check(self.horizon >= 1, "horizon", "must be a positive number of items")
+        check(2 <= self.learners <= 100_000_000, "learners", "must be from 2 to 100,000,000")
+        check(1 <= self.horizon <= 1_000_000, "horizon", "must be a positive number of items (at most 1,000,000)")
         check(len(self.models) >= 1, "models", "needs at least one student model")
         check(len(set(self.models)) == len(self.models), "models", "lists a model twice")
-        check(self.whatif_learners is None or self.whatif_learners >= 2, "whatif_learners", "must be at least 2")
+        check(self.whatif_learners is None or 2 <= self.whatif_learners <= 100_000_000, "whatif_learners",
+              "must be from 2 to 100,000,000")
         check(0.0 < self.mastery_threshold <= 1.0, "mastery_threshold", "must be in (0, 1]")
         check(0.0 < self.session_minutes <= 1440.0, "session_minutes", "must be in (0, 1440]")
         check(self.easier_by > 0, "easier_by", "must be positive")

@@ -27,7 +27,11 @@ CSV_FILES = ("learners", "completion", "skill_curves", "skills", "items", "prere
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    atomic_write(path, lambda p: df.to_csv(p, index=False, float_format="%.6g"))
+    """Atomically; text cells a spreadsheet would run as formulas are escaped (pedagogym.io.csv_safe)."""
+    from pedagogym.io import csv_safe_frame
+
+    safe = csv_safe_frame(df)
+    atomic_write(path, lambda p: safe.to_csv(p, index=False, float_format="%.6g"))
 
 
 # ---- formatting ------------------------------------------------------------------------------------

@@ -63,11 +63,13 @@ def summary_markdown(result: TrainedWarning, title: str) -> str:
 
 
 def calibration_csv(rows: list[dict[str, Any]]) -> str:
+    from pedagogym.io import csv_safe
+
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CALIBRATION_COLUMNS, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: "" if r[k] is None else r[k] for k in CALIBRATION_COLUMNS})
+        w.writerow({k: "" if r[k] is None else csv_safe(r[k]) for k in CALIBRATION_COLUMNS})
     return buf.getvalue()
 
 

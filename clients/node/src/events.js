@@ -10,6 +10,20 @@ export class EventError extends Error {
   }
 }
 
+import { pyRepr } from './pyjson.js';
+
+export const TS_MIN = -62135596800.0; // 0001-01-01T00:00:00Z
+export const TS_MAX = 253402300799.0; // 9999-12-31T23:59:59Z
+export const MAX_RESPONSE_S = 365 * 86400.0;
+const MAX_OFFSET_MIN = 18 * 60;
+
+function inRange(ts, value, where) {
+  if (!(ts >= TS_MIN && ts <= TS_MAX)) {
+    throw new EventError(`${where}: ${pyRepr(value)} is outside years 1..9999 (epoch seconds from ${TS_MIN} to ${TS_MAX})`);
+  }
+  return ts;
+}
+
 const ISO = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|z|[+-]\d{2}:?\d{2})?$/;
 
 function daysInMonth(y, m) {
@@ -30,7 +44,7 @@ export function typeName(v) {
 export function parseTimestamp(value, where = 'timestamp') {
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) throw new EventError(`${where}: must be finite, got ${value}`);
-    return value;
+    return inRange(value, value, where);
   }
   if (typeof value !== 'string') {
     throw new EventError(`${where}: expected epoch seconds (a number) or an ISO 8601 string, got ${typeName(value)} ${JSON.stringify(value)}`);
@@ -49,10 +63,15 @@ export function parseTimestamp(value, where = 'timestamp') {
   if (tz && tz !== 'Z' && tz !== 'z') {
     const sign = tz[0] === '-' ? -1 : 1;
     const digits = tz.slice(1).replace(':', '');
-    whole -= sign * (Number(digits.slice(0, 2)) * 3600 + Number(digits.slice(2)) * 60);
+    const hours = Number(digits.slice(0, 2));
+    const minutes = Number(digits.slice(2));
+    if (minutes > 59 || hours * 60 + minutes > MAX_OFFSET_MIN) {
+      throw new EventError(`${where}: '${value}' has an impossible UTC offset ${tz} (at most 18:00 either way)`);
+    }
+    whole -= sign * (hours * 3600 + minutes * 60);
   }
   const frac = m[7] ? Number('0' + m[7]) : 0.0;
-  return whole + frac;
+  return inRange(whole + frac, value, where);
 }
 
 /** Validate raw events (an array of objects) for one learner -> [{item, correct, responseTime, timestamp}]. */
@@ -86,8 +105,8 @@ export function parseEvents(raw, itemIndex, learnerId = null) {
       throw new EventError(`${at}.correct: expected true, false or null, got ${typeName(correct)} ${JSON.stringify(correct)}`);
     }
     const rt = ev.response_time;
-    if (typeof rt !== 'number' || !Number.isFinite(rt) || rt < 0) {
-      throw new EventError(`${at}.response_time: expected a finite number of seconds >= 0, got ${JSON.stringify(rt)}`);
+    if (typeof rt !== 'number' || !(rt >= 0 && rt <= MAX_RESPONSE_S)) {
+      throw new EventError(`${at}.response_time: expected a finite number of seconds from 0 to ${MAX_RESPONSE_S}, got ${pyRepr(rt)}`);
     }
     const ts = parseTimestamp(ev.timestamp, `${at}.timestamp`);
     if (ts < prev) {

@@ -62,10 +62,18 @@ export class Recommender {
     };
   }
 
-  static async load(dir, { idleGapS = null } = {}) {
-    const bundle = loadBundle(dir);
+  static async load(dir, { idleGapS = null, expectSha256 = null } = {}) {
+    if (idleGapS !== null && !(typeof idleGapS === 'number' && Number.isFinite(idleGapS) && idleGapS > 0)) {
+      throw new BundleError(`idle_gap_s: expected a finite number of seconds > 0, got ${JSON.stringify(idleGapS)}`);
+    }
+    const bundle = loadBundle(dir, { expectSha256 });
     const spec = featureSpec(bundle.manifest, idleGapS);
-    const session = await ort.InferenceSession.create(bundle.modelBytes, SESSION_OPTIONS);
+    let session;
+    try {
+      session = await ort.InferenceSession.create(bundle.modelBytes, SESSION_OPTIONS);
+    } catch (err) {
+      throw new BundleError(`${dir}/${bundle.manifest.model.file ?? 'policy.onnx'}: not a loadable ONNX model (${err.message})`.slice(0, 600));
+    }
     const ins = [...session.inputNames].sort().join(',');
     const outs = [...session.outputNames].sort().join(',');
     if (ins !== 'action_mask,obs' || outs !== 'action,scores') {
@@ -126,21 +134,45 @@ export class Recommender {
     return Object.fromEntries(ids.map((id, k) => [id, this.riskObject(risk, k * this.riskTargets.length)]));
   }
 
+  /** The model's action, if it is an item index the mask allows (Recommender._check_action in Python). */
+  checkAction(action, mask, offset = 0) {
+    const n = this.spec.nI;
+    if (!(Number.isInteger(action) && action >= 0 && action < n)) {
+      throw new BundleError(`${this.bundle.dir}: the policy model chose action ${action}, outside the ${n} items; the model is broken or was replaced; re-export the bundle`);
+    }
+    if (!mask[offset + action]) {
+      throw new BundleError(`${this.bundle.dir}: the policy model chose item ${pyRepr(this.itemIds[action])}, which the action mask forbids (locked or excluded); the model ignores the mask; re-export the bundle`);
+    }
+    return action;
+  }
+
+  async runModel(feeds) {
+    try {
+      return await this.session.run(feeds);
+    } catch (err) {
+      throw new BundleError(`${this.bundle.dir}: the policy model failed to run (${err.message})`.slice(0, 600));
+    }
+  }
+
   /** One decision: Float32Array[D], Uint8Array[I] -> {scores: Float32Array[I], action}. */
   async decide(obs, mask) {
     this.obs.set(obs);
     this.mask.set(mask);
-    const out = await this.session.run(this.feeds);
-    return { scores: out.scores.data, action: Number(out.action.data[0]) };
+    const out = await this.runModel(this.feeds);
+    const action = Number(out.action.data[0]);
+    return { scores: out.scores.data, action: this.checkAction(action, mask) };
   }
 
   /** A batch: Float32Array[N*D], Uint8Array[N*I] -> {scores: Float32Array[N*I], actions: number[]}. */
   async run(obs, mask, n) {
-    const out = await this.session.run({
+    const out = await this.runModel({
       obs: new ort.Tensor('float32', obs, [n, this.spec.nFeatures]),
       action_mask: new ort.Tensor('bool', mask, [n, this.spec.nI]),
     });
-    return { scores: out.scores.data, actions: Array.from(out.action.data, Number) };
+    const actions = Array.from(out.action.data, Number);
+    if (actions.length !== n) throw new BundleError(`${this.bundle.dir}: the policy model returned ${actions.length} actions for ${n} observations`);
+    actions.forEach((a, k) => this.checkAction(a, mask, k * this.spec.nI));
+    return { scores: out.scores.data, actions };
   }
 
   state(events, now = null) {

@@ -8,7 +8,9 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { ExplainError, Recommender, curriculumHash, parseExplainOptions } from '../src/index.js';
+import {
+  ExplainError, Recommender, curriculumHash, parseExplainOptions, sealManifest,
+} from '../src/index.js';
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
 const read = (name) => JSON.parse(readFileSync(path.join(FIXTURES, name), 'utf8'));
@@ -59,7 +61,7 @@ test('the explanation when every item is locked by prerequisites (the mask falls
     const m = JSON.parse(readFileSync(mpath, 'utf8'));
     m.curriculum.spec.skills.find((s) => s.id === fixture.locked_edit.skill).prerequisites = fixture.locked_edit.prerequisites;
     m.curriculum.content_hash = curriculumHash(m.curriculum.spec);
-    writeFileSync(mpath, JSON.stringify(m));
+    writeFileSync(mpath, sealManifest(m)); // re-sealed: the edit is the test's, not tampering
     const rec = await Recommender.load(dir);
     for (const c of fixture.locked_cases) {
       const out = await rec.recommend(c.events, { now: c.now, explain: c.explain });

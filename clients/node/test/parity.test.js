@@ -7,7 +7,9 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { BundleError, ConstraintError, EventError, NoEarlyWarning, Recommender, loadBundle } from '../src/index.js';
+import {
+  BundleError, ConstraintError, EventError, NoEarlyWarning, Recommender, loadBundle, sealManifest,
+} from '../src/index.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 // PEDAGOGYM_PARITY_FIXTURE: another fixture in the same format (tests/test_export.py writes one with
@@ -168,11 +170,11 @@ test('an edited curriculum in the manifest is refused (content hash)', () => {
 });
 
 test('early warning: a bundle without the section loads; a tampered or missing risk.onnx is refused', async () => {
-  const editManifest = (d, edit) => {
+  const editManifest = (d, edit) => { // an edit re-sealed (bundle_sha256 recomputed), so each check is reached
     const p = path.join(d, 'manifest.json');
     const m = JSON.parse(readFileSync(p, 'utf8'));
     edit(m);
-    writeFileSync(p, JSON.stringify(m));
+    writeFileSync(p, sealManifest(m));
   };
   const dirs = [];
   try {
