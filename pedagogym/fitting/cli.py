@@ -6,6 +6,7 @@ The lead wires :func:`add_arguments` / :func:`run` (or :func:`fit_command` direc
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -15,17 +16,21 @@ from typing import Sequence
 def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[str], out: str | Path, *,
                 salt: str | None = None, holdout: float = 0.2, seed: int = 0, min_group_size: int = 10,
                 forgetting: bool = False, fsrs_weights: str = "default", max_trait_interactions: int = 20_000,
-                session_gap_minutes: float = 30.0, per_learner: bool = False, quiet: bool = False) -> int:
+                session_gap_minutes: float = 30.0, per_learner: bool = False, quiet: bool = False,
+                num_fits: int = 5, allow_partial: bool = False) -> int:
     """Fit one or more models (``"bkt"``, ``"bkt,pfa"`` or a list) to the log file(s) and write
     to ``out``: ``population_<model>.toml`` per model, ``curriculum.toml``, ``report.md``,
     ``metrics.csv``, ``params_<model>.csv``, ``calibration.png``, ``manifest.json``.
-    Returns 0. Raises ``LogError`` / ``FitError`` (ValueError) on bad input.
+    Returns 0. Raises ``LogError`` / ``FitError`` (ValueError) on bad input, and
+    ``FitError`` naming each skill that could not be fitted unless ``allow_partial``.
+    No file written holds NaN or inf (a metric without a value is left blank / null).
     """
     from pedagogym.io import atomic_write, atomic_write_json, atomic_write_text, versions
     from pedagogym.fitting.fit import fit, fitter_for
     from pedagogym.fitting.log import read_log
     from pedagogym.fitting.population_file import dumps_toml, write_population
-    from pedagogym.fitting.report import calibration_plot, metrics_csv, report_markdown, skill_params_csv
+    from pedagogym.fitting.report import (calibration_plot, csv_text, finite_or_none, metrics_csv, report_markdown,
+                                          skill_params_csv)
 
     t0 = time.perf_counter()
     models = [m.strip() for m in (model.split(",") if isinstance(model, str) else model) if m.strip()]
@@ -43,7 +48,10 @@ def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[s
         say(f"fitting {name} ...")
         r = fit(log, name, holdout=holdout, seed=seed, min_group_size=min_group_size, forgetting=forgetting,
                 fsrs_weights=fsrs_weights, max_trait_interactions=max_trait_interactions,
-                session_gap_minutes=session_gap_minutes, per_learner=per_learner)
+                session_gap_minutes=session_gap_minutes, per_learner=per_learner, num_fits=num_fits,
+                allow_partial=allow_partial)
+        if r.failed_skills:
+            say(f"  {name}: {len(r.failed_skills)} skill(s) not fitted (allowed): {', '.join(r.failed_skills)}")
         say(f"  {name}: held-out log loss {r.metrics['log_loss']:.4f}, AUC {r.metrics['auc']:.3f}, "
             f"RMSE {r.metrics['rmse']:.4f} ({r.fit_seconds:.1f} s)")
         results.append(r)
@@ -53,10 +61,9 @@ def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[s
         atomic_write_text(out / f"params_{r.model}.csv", skill_params_csv(r))
         files += [f"population_{r.model}.toml", f"params_{r.model}.csv"]
         if per_learner and r.per_learner is not None:
-            import pandas as pd
-
-            atomic_write(out / f"per_learner_{r.model}.csv",
-                         lambda p, r=r: pd.DataFrame(r.per_learner).to_csv(p, index=False))
+            cols = list(r.per_learner)
+            atomic_write_text(out / f"per_learner_{r.model}.csv",
+                              csv_text(cols, zip(*(list(r.per_learner[c]) for c in cols))))
             files.append(f"per_learner_{r.model}.csv")
     atomic_write_text(out / "curriculum.toml", dumps_toml(
         log.curriculum(name="fitted-from-log").to_dict(), comment="Skills and items of the fitted log (no prerequisites)."))
@@ -67,15 +74,37 @@ def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[s
                "skills": log.n_skills, "span_days": float(log.timestamp.max() - log.timestamp.min()) / 86400.0}
     options = {"models": names, "holdout": holdout, "seed": seed, "min_group_size": min_group_size,
                "forgetting": forgetting, "fsrs_weights": fsrs_weights, "max_trait_interactions": max_trait_interactions,
-               "session_gap_minutes": session_gap_minutes, "per_learner": per_learner, "salt_given": salt is not None}
+               "session_gap_minutes": session_gap_minutes, "per_learner": per_learner, "salt_given": salt is not None,
+               "num_fits": num_fits, "allow_partial": allow_partial}
     atomic_write_text(out / "report.md", report_markdown(results, summary, options, files))
-    atomic_write_json(out / "manifest.json", {
+    atomic_write_json(out / "manifest.json", finite_or_none({
         "command": "fit", "options": options, "log": summary, "n_log_files": len(logs) if isinstance(logs, (list, tuple)) else 1,
         "versions": versions(), "wall_time_s": round(time.perf_counter() - t0, 3),
         "metrics": {r.model: r.metrics for r in results},
-    })
+        "failed_skills": {r.model: r.failed_skills for r in results if r.failed_skills},
+    }))
     say(f"wrote {out}/ ({', '.join(files)})")
     return 0
+
+
+def _number(kind, low: float, low_open: bool, what: str):
+    """An argparse type: a finite ``kind`` above ``low`` (argparse prints the error, exit 2)."""
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not math.isfinite(v) or (v <= low if low_open else v < low):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return v
+    return parse
+
+
+def _fraction(text: str) -> float:
+    v = _number(float, 0.0, False, "a fraction in [0, 1)")(text)
+    if v >= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return v
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -86,14 +115,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--salt", default=None, help="salt for pseudonymising learner ids (default: random per run; "
                                                 "never written to outputs)")
-    p.add_argument("--holdout", type=float, default=0.2, help="fraction of learners held out for metrics (default 0.2)")
+    p.add_argument("--holdout", type=_fraction, default=0.2,
+                   help="fraction of learners held out for metrics (default 0.2)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--min-group-size", type=int, default=10, help="smallest subgroup reported on its own (default 10)")
+    p.add_argument("--min-group-size", type=_number(int, 1, False, "an integer >= 1"), default=10,
+                   help="smallest subgroup reported on its own (default 10)")
     p.add_argument("--forgetting", action="store_true", help="BKT: fit a forgetting rate")
     p.add_argument("--fsrs-weights", choices=["default", "fit"], default="default")
-    p.add_argument("--max-trait-interactions", type=int, default=20_000,
+    p.add_argument("--max-trait-interactions", type=_number(int, 1, False, "an integer >= 1"), default=20_000,
                    help="responses used to estimate the trait distribution (default 20000)")
-    p.add_argument("--session-gap-minutes", type=float, default=30.0)
+    p.add_argument("--session-gap-minutes", type=_number(float, 0.0, True, "a number of minutes > 0"), default=30.0,
+                   help="a pause longer than this starts a new session (default 30)")
+    p.add_argument("--num-fits", type=_number(int, 1, False, "an integer >= 1"), default=5,
+                   help="BKT: EM starting points per skill, the best likelihood kept (default 5, as pyBKT)")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="write the fit even if some skills cannot be fitted (they keep the model's defaults and are "
+                        "listed); without it such a fit is an error (exit 2)")
     p.add_argument("--per-learner", action="store_true",
                    help="also write per-learner trait estimates keyed by pseudonym (off by default)")
     p.add_argument("--quiet", action="store_true")
@@ -103,4 +140,5 @@ def run(args: argparse.Namespace) -> int:
     return fit_command(args.logs, args.model, args.out, salt=args.salt, holdout=args.holdout, seed=args.seed,
                        min_group_size=args.min_group_size, forgetting=args.forgetting, fsrs_weights=args.fsrs_weights,
                        max_trait_interactions=args.max_trait_interactions, session_gap_minutes=args.session_gap_minutes,
-                       per_learner=args.per_learner, quiet=args.quiet)
+                       per_learner=args.per_learner, quiet=args.quiet, num_fits=args.num_fits,
+                       allow_partial=args.allow_partial)

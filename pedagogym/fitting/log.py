@@ -23,8 +23,11 @@ cannot be linked back to the raw ids.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
+import re
 import secrets
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -36,6 +39,7 @@ REQUIRED = ("learner_id", "item_id", "skill_id", "correct", "timestamp")
 OPTIONAL = ("response_time", "rating", "group")
 SKILL_SEP = ";"
 MAX_SHOWN = 20
+_WS = re.compile(r"\s+")
 MAX_UNIX_SECONDS = 32503680000.0  # year 3000: larger numbers are not unix seconds (milliseconds?)
 
 
@@ -85,6 +89,7 @@ class Log:
     learner_group: np.ndarray | None
     group_names: tuple[str, ...]
     source: str = "<memory>"
+    skill_names: tuple[str, ...] = ()  # the skills as written in the log (ids are made loader-safe)
 
     @property
     def n_interactions(self) -> int:
@@ -130,7 +135,8 @@ class Log:
         (no prerequisites, average items: difficulty 0, discrimination 1)."""
         from pedagogym.curriculum.spec import Curriculum, Item, Skill
 
-        skills = tuple(Skill(s, s) for s in self.skill_ids)
+        names = self.skill_names if len(self.skill_names) == self.n_skills else self.skill_ids
+        skills = tuple(Skill(s, n) for s, n in zip(self.skill_ids, names))
         items = tuple(Item(i, tuple(self.skill_ids[s] for s in np.flatnonzero(self.q_matrix[k])))
                       for k, i in enumerate(self.item_ids))
         return Curriculum(name, skills, items, description="skills and items of a learning log")
@@ -228,6 +234,9 @@ def _read_table(path: Path) -> pd.DataFrame:
                                   f"{', '.join(REQUIRED)})") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise LogError(str(path), f"not a readable CSV file: {exc}") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise LogError(str(path), f"the compressed file is truncated or corrupt ({type(exc).__name__}: "
+                                  f"{exc or 'unexpected end of data'}); re-download or re-compress it") from None
 
 
 def from_frame(df: pd.DataFrame, salt: str | bytes | None = None, source: str = "<frame>",
@@ -352,6 +361,8 @@ def from_frame(df: pd.DataFrame, salt: str | bytes | None = None, source: str = 
             if s not in s_index:
                 s_index[s] = len(skill_ids)
                 skill_ids.append(s)
+    skill_names = tuple(skill_ids)
+    skill_safe = loader_ids(skill_ids)
     q = np.zeros((len(i_uniques), len(skill_ids)), bool)
     for k, parts in zip(item_skill_first.index, item_skill_first):
         q[k, [s_index[s] for s in parts]] = True
@@ -368,9 +379,27 @@ def from_frame(df: pd.DataFrame, salt: str | bytes | None = None, source: str = 
         learner=l_codes[order].astype(np.int32), item=i_codes[order].astype(np.int32),
         correct=corr_num[order].astype(np.int8), timestamp=ts[order],
         response_time=take(response_time), rating=take(rating),
-        learner_ids=tuple(pseudonyms), item_ids=tuple(str(x) for x in i_uniques), skill_ids=tuple(skill_ids),
-        q_matrix=q, learner_group=learner_group, group_names=group_names, source=source,
+        learner_ids=tuple(pseudonyms), item_ids=loader_ids([str(x) for x in i_uniques]), skill_ids=skill_safe,
+        q_matrix=q, learner_group=learner_group, group_names=group_names, source=source, skill_names=skill_names,
     )
+
+
+def loader_ids(raw: list[str]) -> tuple[str, ...]:
+    """``raw`` ids made acceptable to the curriculum loader (an id is a non-empty string
+    without whitespace: :mod:`pedagogym.curriculum.loader`): each run of whitespace becomes
+    ``_``; an id that then collides with an earlier one gets ``~2``, ``~3``... Ids already
+    valid and distinct are unchanged."""
+    out: list[str] = []
+    taken: set[str] = set()
+    for r in raw:
+        base = _WS.sub("_", str(r).strip()) or "_"
+        new, k = base, 1
+        while new in taken:
+            k += 1
+            new = f"{base}~{k}"
+        taken.add(new)
+        out.append(new)
+    return tuple(out)
 
 
 def _objects(values: list) -> np.ndarray:
