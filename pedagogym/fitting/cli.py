@@ -17,23 +17,36 @@ def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[s
                 salt: str | None = None, holdout: float = 0.2, seed: int = 0, min_group_size: int = 10,
                 forgetting: bool = False, fsrs_weights: str = "default", max_trait_interactions: int = 20_000,
                 session_gap_minutes: float = 30.0, per_learner: bool = False, quiet: bool = False,
-                num_fits: int = 5, allow_partial: bool = False) -> int:
+                num_fits: int = 5, allow_partial: bool = False, format: str = "auto",
+                test: str | Path | Sequence[str | Path] | None = None) -> int:
     """Fit one or more models (``"bkt"``, ``"bkt,pfa"`` or a list) to the log file(s) and write
     to ``out``: ``population_<model>.toml`` per model, ``curriculum.toml``, ``report.md``,
     ``metrics.csv``, ``params_<model>.csv``, ``calibration.png``, ``manifest.json``.
     Returns 0. Raises ``LogError`` / ``FitError`` (ValueError) on bad input, and
     ``FitError`` naming each skill that could not be fitted unless ``allow_partial``.
     No file written holds NaN or inf (a metric without a value is left blank / null).
+
+    ``format``: the log layout (``auto`` from the header; see :mod:`.formats`). ``test``: a
+    separate test log (same format): its learners are predicted online from their own
+    earlier responses with the parameters fitted on ``logs`` (no refit); ``holdout`` is
+    then unused. ``model="all"`` fits every model and writes ``leaderboard.md`` /
+    ``leaderboard.csv``.
     """
     from pedagogym.io import atomic_write, atomic_write_json, atomic_write_text, versions
     from pedagogym.fitting.fit import fit, fitter_for
-    from pedagogym.fitting.log import read_log
+    from pedagogym.fitting.log import salt_bytes
+    from pedagogym.fitting.formats import read_log
+    from pedagogym.fitting.log import concat_logs
     from pedagogym.fitting.population_file import dumps_toml, write_population
     from pedagogym.fitting.report import (calibration_plot, csv_text, finite_or_none, metrics_csv, report_markdown,
                                           skill_params_csv)
 
     t0 = time.perf_counter()
+    from pedagogym.fitting.fit import FITTERS
+
     models = [m.strip() for m in (model.split(",") if isinstance(model, str) else model) if m.strip()]
+    if models == ["all"]:
+        models = list(FITTERS)
     if not models:
         raise ValueError("no model given (e.g. --model bkt or --model bkt,pfa,irt2pl)")
     names = [fitter_for(m).name for m in models]  # unknown names fail here, before reading the log
@@ -41,15 +54,23 @@ def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[s
         raise ValueError(f"a model is named twice: {models}")
     out = Path(out)
     say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))  # noqa: E731
-    log = read_log(list(logs) if isinstance(logs, (list, tuple)) else logs, salt=salt)
+    salt_key = salt_bytes(salt)  # one salt for the training and test files
+    log = read_log(list(logs) if isinstance(logs, (list, tuple)) else logs, salt=salt_key, format=format)
+    for n in log.notes:
+        say(f"{log.source}: {n}")
     say(f"read {log.n_interactions} responses of {log.n_learners} learners ({log.n_items} items, {log.n_skills} skills)")
+    test_learners = None
+    if test is not None:
+        test_log = read_log(list(test) if isinstance(test, (list, tuple)) else test, salt=salt_key, format=format)
+        say(f"test: {test_log.n_interactions} responses of {test_log.n_learners} learners")
+        log, test_learners = concat_logs(log, test_log)
     results = []
     for name in names:
         say(f"fitting {name} ...")
         r = fit(log, name, holdout=holdout, seed=seed, min_group_size=min_group_size, forgetting=forgetting,
                 fsrs_weights=fsrs_weights, max_trait_interactions=max_trait_interactions,
                 session_gap_minutes=session_gap_minutes, per_learner=per_learner, num_fits=num_fits,
-                allow_partial=allow_partial)
+                allow_partial=allow_partial, test_learners=test_learners)
         if r.failed_skills:
             say(f"  {name}: {len(r.failed_skills)} skill(s) not fitted (allowed): {', '.join(r.failed_skills)}")
         say(f"  {name}: held-out log loss {r.metrics['log_loss']:.4f}, AUC {r.metrics['auc']:.3f}, "
@@ -75,7 +96,8 @@ def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[s
     options = {"models": names, "holdout": holdout, "seed": seed, "min_group_size": min_group_size,
                "forgetting": forgetting, "fsrs_weights": fsrs_weights, "max_trait_interactions": max_trait_interactions,
                "session_gap_minutes": session_gap_minutes, "per_learner": per_learner, "salt_given": salt is not None,
-               "num_fits": num_fits, "allow_partial": allow_partial}
+               "num_fits": num_fits, "allow_partial": allow_partial, "format": format,
+               "test_file": test is not None}
     atomic_write_text(out / "report.md", report_markdown(results, summary, options, files))
     atomic_write_json(out / "manifest.json", finite_or_none({
         "command": "fit", "options": options, "log": summary, "n_log_files": len(logs) if isinstance(logs, (list, tuple)) else 1,
@@ -109,9 +131,17 @@ def _fraction(text: str) -> float:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``fit`` subcommand's arguments."""
-    p.add_argument("logs", nargs="+", help="log file(s): CSV (.csv, .csv.gz) or Parquet (needs pyarrow)")
+    from pedagogym.fitting.formats import FORMAT_NAMES
+
+    p.add_argument("logs", nargs="+", help="log file(s) or directories: CSV (.csv, .csv.gz) or Parquet (needs pyarrow)")
+    p.add_argument("--format", choices=FORMAT_NAMES, default="auto",
+                   help="log layout (default auto, from the header): pedagogym, pybkt (ASSISTments skill builder), "
+                        "duolingo (half-life regression), anki (FSRS revlog), ednet (KT1 + questions.csv)")
+    p.add_argument("--test", nargs="+", default=None, metavar="TEST",
+                   help="separate test log(s): predicted online with the fitted parameters, no refit "
+                        "(instead of --holdout)")
     p.add_argument("--model", default="bkt", help="model(s) to fit, comma-separated: bkt, irt1pl, irt2pl (irt), pfa, "
-                                                  "hlr, efc, actr, fsrs (default bkt)")
+                                                  "hlr, efc, actr, fsrs, or all (default bkt)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--salt", default=None, help="salt for pseudonymising learner ids (default: random per run; "
                                                 "never written to outputs)")
@@ -141,4 +171,4 @@ def run(args: argparse.Namespace) -> int:
                        min_group_size=args.min_group_size, forgetting=args.forgetting, fsrs_weights=args.fsrs_weights,
                        max_trait_interactions=args.max_trait_interactions, session_gap_minutes=args.session_gap_minutes,
                        per_learner=args.per_learner, quiet=args.quiet, num_fits=args.num_fits,
-                       allow_partial=args.allow_partial)
+                       allow_partial=args.allow_partial, format=args.format, test=args.test)
