@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 
 def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[str], out: str | Path, *,
                 salt: str | None = None, holdout: float = 0.2, seed: int = 0, min_group_size: int = 10,
@@ -89,6 +91,18 @@ def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[s
     atomic_write_text(out / "curriculum.toml", dumps_toml(
         log.curriculum(name="fitted-from-log").to_dict(), comment="Skills and items of the fitted log (no prerequisites)."))
     atomic_write_text(out / "metrics.csv", metrics_csv(results))
+    if len(results) > 1 and len(results[0].heldout_y):
+        from pedagogym.fitting.leaderboard import leaderboard, leaderboard_csv, leaderboard_markdown
+
+        y0 = results[0].heldout_y
+        entries = [(r.model, r.heldout_y, r.heldout_p) for r in results]
+        entries.append(("baseline", y0, np.full(len(y0), results[0].baseline_rate)))
+        rows = leaderboard(entries, results[0].heldout_learner, seed=seed)
+        where = "a separate test file" if test is not None else f"{holdout:.0%} of learners held out, seed {seed}"
+        atomic_write_text(out / "leaderboard.csv", leaderboard_csv(rows))
+        atomic_write_text(out / "leaderboard.md", leaderboard_markdown(rows, where))
+        files += ["leaderboard.md", "leaderboard.csv"]
+        say("leaderboard: " + ", ".join(f"{r['rank']}. {r['model']} ({r['log_loss']:.4f})" for r in rows))
     atomic_write(out / "calibration.png", lambda p: calibration_plot(results, p))
     files += ["curriculum.toml", "metrics.csv", "calibration.png", "report.md", "manifest.json"]
     summary = {"learners": log.n_learners, "interactions": log.n_interactions, "items": log.n_items,

@@ -246,6 +246,7 @@ class FitResult:
     failed_skills: dict[str, str] = field(default_factory=dict)  # skill id -> why it was not fitted
     skill_converged: dict[str, bool] = field(default_factory=dict)  # per fitted skill
     heldout_learner: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int32))  # per held-out response
+    baseline_rate: float = float("nan")  # the training correct rate (the baseline's prediction)
 
 
 def _split(log: Log, holdout: float, seed: int) -> np.ndarray:
@@ -372,6 +373,10 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
                        + "; ".join(f"{_show_id(k)} ({why})" for k, why in list(failed.items())[:10])
                        + (f"; ... and {len(failed) - 10} more" if len(failed) > 10 else "")
                        + " (allow partial fits to keep the others: --allow-partial)")
+    n_conv = sum(skill_converged.values())
+    notes.append(f"convergence per skill: {n_conv} of {len(skill_converged)} fitted skill(s) converged"
+                 + ("" if n_conv == len(skill_converged) else ": not " + ", ".join(
+                     k for k, v in skill_converged.items() if not v)[:400]))
     if failed:
         notes.append(f"{len(failed)} skill(s) not fitted (model defaults kept): "
                      + ", ".join(f"{k} ({why})" for k, why in failed.items()))
@@ -495,6 +500,7 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
         converged=converged, fit_seconds=time.perf_counter() - t_start, counts=counts, notes=notes,
         heldout_y=y_test, heldout_p=p_test, per_learner=per_learner_out, failed_skills=failed,
         skill_converged=skill_converged, heldout_learner=heldout_learner,
+        baseline_rate=float(np.mean(train_log.correct)),
     )
 
 

@@ -124,8 +124,9 @@ def report_markdown(results, log_summary: dict, options: dict, files: list[str])
     lines = ["# Fit report", ""]
     lines += [f"Log: {log_summary['learners']} learners, {log_summary['interactions']} responses, "
               f"{log_summary['items']} items, {log_summary['skills']} skills, spanning {log_summary['span_days']:.1f} days. "
-              f"Held out for evaluation: {options['holdout']:.0%} of learners (seed {options['seed']}), "
-              "predicted online from their own earlier responses only.", ""]
+              + ("Evaluated on the learners of a separate test file, " if options.get("test_file") else
+                 f"Held out for evaluation: {options['holdout']:.0%} of learners (seed {options['seed']}), ")
+              + "predicted online from their own earlier responses only (fitted parameters, no refit).", ""]
     lines += ["## Privacy", "",
               "- Learner ids were replaced on reading by salted hashes; the salt is not stored anywhere "
               + ("(it was given by the caller)." if options.get("salt_given") else "(drawn at random for this run)."),
