@@ -186,3 +186,25 @@ def run(args: argparse.Namespace) -> int:
                        max_trait_interactions=args.max_trait_interactions, session_gap_minutes=args.session_gap_minutes,
                        per_learner=args.per_learner, quiet=args.quiet, num_fits=args.num_fits,
                        allow_partial=args.allow_partial, format=args.format, test=args.test)
+
+
+def add_validate_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``validate`` subcommand's arguments."""
+    from pedagogym.fitting.formats import FORMAT_NAMES
+
+    p.add_argument("fit_dir", help="a directory written by `pedagogym fit`")
+    p.add_argument("logs", nargs="+", help="the real log file(s) to compare with (e.g. the test learners)")
+    p.add_argument("--out", required=True, help="output directory (report.html, checks.csv, manifest.json)")
+    p.add_argument("--model", default=None, help="which fitted model (default: the first in the fit)")
+    p.add_argument("--format", choices=FORMAT_NAMES, default="auto")
+    p.add_argument("--replicas", type=_number(int, 10, False, "an integer >= 10"), default=40,
+                   help="simulated learners per real learner (default 40)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from pedagogym.fitting.validate import validate_command
+
+    return validate_command(args.fit_dir, args.logs, args.out, model=args.model, replicas=args.replicas,
+                            seed=args.seed, format=args.format, quiet=args.quiet)
