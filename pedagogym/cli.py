@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("fit", help="fit student models and a population to learning logs (CSV/Parquet)")
     fitting_cli.add_arguments(s)
     s.set_defaults(func=fitting_cli.run)
+    s = sub.add_parser("validate", help="posterior predictive checks of a fitted simulator against a real log")
+    fitting_cli.add_validate_arguments(s)
+    s.set_defaults(func=fitting_cli.run_validate)
 
     from pedagogym.agents.cli import add_bench_train_arguments, add_train_parser
     from pedagogym.export.cli import add_export_parsers

@@ -9,9 +9,10 @@ Quick use::
     write_population(result, "population_bkt.toml")
 """
 from pedagogym.fitting.fit import FITTERS, FitError, FitResult, fit
-from pedagogym.fitting.log import Log, LogError, from_frame, read_log
+from pedagogym.fitting.formats import FORMATS, read_log
+from pedagogym.fitting.log import Log, LogError, concat_logs, from_frame
 from pedagogym.fitting.population_file import AppliedParams, FittedParamsError, apply_fitted_params, write_population
 from pedagogym.fitting.simulate import simulate_log, synthetic_curriculum
 
-__all__ = ["FITTERS", "FitError", "FitResult", "fit", "Log", "LogError", "from_frame", "read_log", "AppliedParams",
+__all__ = ["FITTERS", "FORMATS", "FitError", "FitResult", "fit", "Log", "LogError", "concat_logs", "from_frame", "read_log", "AppliedParams",
            "FittedParamsError", "apply_fitted_params", "write_population", "simulate_log", "synthetic_curriculum"]

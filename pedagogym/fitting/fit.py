@@ -244,6 +244,10 @@ class FitResult:
     heldout_y: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     heldout_p: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     per_learner: dict[str, np.ndarray] | None = field(repr=False, default=None)  # opt-in only
+    failed_skills: dict[str, str] = field(default_factory=dict)  # skill id -> why it was not fitted
+    skill_converged: dict[str, bool] = field(default_factory=dict)  # per fitted skill
+    heldout_learner: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int32))  # per held-out response
+    baseline_rate: float = float("nan")  # the training correct rate (the baseline's prediction)
 
 
 def _split(log: Log, holdout: float, seed: int) -> np.ndarray:
@@ -272,24 +276,47 @@ def _subsample(log: Log, eligible: np.ndarray, max_interactions: int, seed: int)
 def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_size: int = 10,
         forgetting: bool = False, fsrs_weights: str = "default", max_trait_interactions: int = 20_000,
         quadrature_nodes: int | None = None, session_gap_minutes: float = 30.0, max_iter: int = 200,
-        per_learner: bool = False, estimate_traits: bool = True) -> FitResult:
+        per_learner: bool = False, estimate_traits: bool = True, num_fits: int = 5, allow_partial: bool = False,
+        test_learners: np.ndarray | None = None) -> FitResult:
     """Fit ``model`` (``bkt``, ``irt1pl``, ``irt2pl`` (``irt``), ``pfa``, ``hlr``, ``efc``,
     ``actr``, ``fsrs``) to ``log``; see the module doc for the method.
 
     ``estimate_traits=False`` skips the population stage: only traits estimated jointly with
-    the parameters (IRT ability) get an sd, the same for every subgroup."""
+    the parameters (IRT ability) get an sd, the same for every subgroup.
+
+    ``num_fits``: EM starting points for BKT (the best likelihood is kept per skill, as
+    pyBKT's ``num_fits``). ``test_learners`` (bool[L]): evaluate on exactly these learners
+    (e.g. those of a separate test file) instead of a random ``holdout``. A skill that
+    cannot be fitted (no training responses, a non-finite likelihood or estimate) raises
+    :class:`FitError` naming it, unless ``allow_partial``: it then keeps the model's
+    default parameters and is listed in ``failed_skills``. No result ever holds NaN/inf
+    parameters."""
     t_start = time.perf_counter()
     fitter = fitter_for(model)
     options = {"forgetting": forgetting, "fsrs_weights": fsrs_weights}
     if fsrs_weights not in ("default", "fit"):
         raise FitError(f"fsrs_weights must be 'default' or 'fit', got {fsrs_weights!r}")
-    if not 0.0 <= holdout < 1.0:
+    if not (isinstance(holdout, (int, float)) and 0.0 <= holdout < 1.0):
         raise FitError(f"holdout must be in [0, 1), got {holdout}")
+    _check_number("session_gap_minutes", session_gap_minutes, low=0.0, low_open=True)
+    _check_int("min_group_size", min_group_size, 1)
+    _check_int("max_trait_interactions", max_trait_interactions, 1)
+    _check_int("max_iter", max_iter, 1)
+    _check_int("num_fits", num_fits, 1)
+    if quadrature_nodes is not None:
+        _check_int("quadrature_nodes", quadrature_nodes, 1)
     if log.n_learners < max(min_group_size, 2):
         raise FitError(f"the log has {log.n_learners} learner(s), fewer than min_group_size={min_group_size}: "
                        "a population fitted from so few learners could identify them")
     groups = make_groups(log, min_group_size)
-    test = _split(log, holdout, seed)
+    if test_learners is not None:
+        test = np.asarray(test_learners, bool)
+        if test.shape != (log.n_learners,):
+            raise FitError(f"test_learners must be bool[{log.n_learners}], got shape {test.shape}")
+        if test.all():
+            raise FitError("every learner is a test learner: nothing is left to fit")
+    else:
+        test = _split(log, holdout, seed)
     train_log = log.select_learners(~test)
     test_log = log.select_learners(test)
     notes: list[str] = []
@@ -314,10 +341,15 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
     if fitter.stage1 == "em":
         from pedagogym.fitting.bkt_em import fit_bkt_em
 
-        em = fit_bkt_em(train_log, forgetting=forgetting, max_iter=max_iter * 5)
+        em = fit_bkt_em(train_log, forgetting=forgetting, max_iter=max_iter * 5, num_fits=num_fits, seed=seed)
         problem.base = em.params
         theta = problem.initial_theta()
         iterations["em"], converged["em"] = em.iterations, em.converged
+        failed = {log.skill_ids[k]: why for k, why in em.failed.items()}
+        skill_converged = {log.skill_ids[k]: bool(em.skill_converged[k]) for k in range(log.n_skills)
+                           if k not in em.failed}
+        if num_fits > 1:
+            notes.append(f"EM from {num_fits} starting points per skill; the highest likelihood kept")
     else:
         theta = problem.initial_theta()
         jt = spec.joint_traits
@@ -328,8 +360,27 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
             return engine.marginal_nll(problem, x["theta"], jt, jnp.zeros((1, len(jt))), x["log_sd"], zj, lwj, batches)
 
         res = engine.minimize(loss1, x0, (train_batches,), max_iter=max_iter)
+        if not np.isfinite(res.value):
+            raise FitError(f"{fitter.name}: the likelihood is not finite at the starting parameters; nothing was fitted")
         theta = res.x["theta"]
         iterations["parameters"], converged["parameters"] = res.iterations, res.converged
+        failed, theta = _unfitted_skills(problem, theta, train_log)
+        skill_converged = {s: res.converged for s in log.skill_ids if s not in failed}
+    if len(failed) == log.n_skills:
+        raise FitError(f"{fitter.name}: no skill could be fitted: "
+                       + "; ".join(f"{_show_id(k)} ({why})" for k, why in list(failed.items())[:10]))
+    if failed and not allow_partial:
+        raise FitError(f"{fitter.name}: {len(failed)} of {log.n_skills} skill(s) could not be fitted: "
+                       + "; ".join(f"{_show_id(k)} ({why})" for k, why in list(failed.items())[:10])
+                       + (f"; ... and {len(failed) - 10} more" if len(failed) > 10 else "")
+                       + " (allow partial fits to keep the others: --allow-partial)")
+    n_conv = sum(skill_converged.values())
+    notes.append(f"convergence per skill: {n_conv} of {len(skill_converged)} fitted skill(s) converged"
+                 + ("" if n_conv == len(skill_converged) else ": not " + ", ".join(
+                     k for k, v in skill_converged.items() if not v)[:400]))
+    if failed:
+        notes.append(f"{len(failed)} skill(s) not fitted (model defaults kept): "
+                     + ", ".join(f"{k} ({why})" for k, why in failed.items()))
 
     # ---- stage 2: the population (trait mean and sd per subgroup)
     G = len(groups.names)
@@ -356,6 +407,8 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
 
         res2 = engine.minimize(loss2, {"mu": mu, "log_sd": log_sd}, (theta, sub_batches), max_iter=max_iter)
         mu, log_sd = res2.x["mu"], jnp.clip(res2.x["log_sd"], -7.0, 2.0)
+        if not (np.isfinite(res2.value) and np.all(np.isfinite(np.asarray(mu))) and np.all(np.isfinite(np.asarray(log_sd)))):
+            raise FitError(f"{fitter.name}: the population stage gave a non-finite likelihood or trait estimate")
         iterations["population"], converged["population"] = res2.iterations, res2.converged
         if sub_log.n_learners < train_log.n_learners:
             notes.append(f"population traits estimated on a random {sub_log.n_learners} of {train_log.n_learners} "
@@ -373,11 +426,15 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
     g_pred = np.where(g_test >= 0, g_test, big)
     y_test = np.zeros(0)
     p_test = np.zeros(0)
+    heldout_learner = np.zeros(0, np.int32)
     if test_log.n_learners:
         test_batches = engine.pack_learners(test_log, g_pred)
         who, step, p_test = engine.predict(problem, theta, traits, mu, log_sd, z, logw, test_batches)
         starts = np.concatenate([[0], np.cumsum(test_log.learner_counts())[:-1]])
         y_test = test_log.correct[starts[who] + step].astype(np.float64)
+        order = np.lexsort((step, who))  # learner, then time: the same order for every model
+        who, y_test, p_test = who[order], y_test[order], np.asarray(p_test, np.float64)[order]
+        heldout_learner = who.astype(np.int32)
     m = metrics(y_test, p_test)
     baseline = metrics(y_test, np.full(len(y_test), float(np.mean(train_log.correct))))
 
@@ -434,10 +491,71 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
     counts = {"learners": log.n_learners, "interactions": log.n_interactions, "items": log.n_items,
               "skills": log.n_skills, "train_learners": train_log.n_learners, "heldout_learners": test_log.n_learners,
               "heldout_interactions": test_log.n_interactions, "subgroups": G}
+    _check_finite(fitter.name, skill_params, global_params, item_params, subgroups)
+    if len(p_test) and not np.all(np.isfinite(p_test)):
+        raise FitError(f"{fitter.name}: non-finite held-out predictions for {int(np.sum(~np.isfinite(p_test)))} response(s)")
     return FitResult(
         model=fitter.name, method=fitter.method, skill_ids=log.skill_ids, skill_params=skill_params,
         global_params=global_params, item_ids=log.item_ids, item_params=item_params, subgroups=subgroups,
         estimated_traits=traits, metrics=m, baseline_metrics=baseline, train_nll=train_nll, n_parameters=n_par, iterations=iterations,
         converged=converged, fit_seconds=time.perf_counter() - t_start, counts=counts, notes=notes,
-        heldout_y=y_test, heldout_p=p_test, per_learner=per_learner_out,
+        heldout_y=y_test, heldout_p=p_test, per_learner=per_learner_out, failed_skills=failed,
+        skill_converged=skill_converged, heldout_learner=heldout_learner,
+        baseline_rate=float(np.mean(train_log.correct)),
     )
+
+
+def _show_id(s: str) -> str:
+    return repr(s) if len(s) <= 40 else repr(s[:37] + "...")
+
+
+def _check_number(name: str, value, low: float | None = None, low_open: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if not ok:
+        bound = "" if low is None else f" {'>' if low_open else '>='} {low:g}"
+        raise FitError(f"{name} must be a finite number{bound}, got {value!r}")
+
+
+def _check_int(name: str, value, low: int) -> None:
+    if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low):
+        raise FitError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _unfitted_skills(problem, theta: dict, train_log: Log) -> tuple[dict[str, str], dict]:
+    """Skills an ML fit could not estimate: no training responses, or a non-finite estimate
+    (reset to the model's default so nothing non-finite is written)."""
+    n_resp = train_log.q_matrix[train_log.item].sum(0) if train_log.n_interactions else np.zeros(train_log.n_skills)
+    failed: dict[str, str] = {}
+    for k, s in enumerate(train_log.skill_ids):
+        if n_resp[k] == 0:
+            failed[s] = "no responses from the training learners"
+    fields = dict(theta["fields"])
+    init = problem.initial_theta()["fields"]
+    for f in problem.spec.fields:
+        v = np.asarray(fields[f.name])
+        if f.indices is None and v.ndim == 1 and v.shape[0] == train_log.n_skills:
+            bad = ~np.isfinite(v)
+            for k in np.flatnonzero(bad):
+                failed.setdefault(train_log.skill_ids[k], f"non-finite estimate of {f.name}")
+            if bad.any():
+                fields[f.name] = jnp.where(jnp.asarray(bad), init[f.name], fields[f.name])
+        elif not np.all(np.isfinite(v)):
+            raise FitError(f"{problem.model.name}: non-finite estimate of {f.name}")
+    for key in ("item_b", "item_log_a"):
+        if key in theta and not np.all(np.isfinite(np.asarray(theta[key]))):
+            raise FitError(f"{problem.model.name}: non-finite item parameter estimates ({key})")
+    return failed, {**theta, "fields": fields}
+
+
+def _check_finite(model: str, skill_params: dict, global_params: dict, item_params: dict, subgroups) -> None:
+    """The last guard: a FitResult never carries NaN/inf."""
+    bad = [f"skill parameter {f}" for f, v in skill_params.items() if not np.all(np.isfinite(v))]
+    bad += [f"parameter {f}" for f, v in global_params.items() if not np.all(np.isfinite(v))]
+    bad += [f"item parameter {f}" for f, v in item_params.items() if not np.all(np.isfinite(v))]
+    bad += [f"subgroup {g.name!r} trait {t}" for g in subgroups for t, ms in g.traits.items()
+            if not np.all(np.isfinite(ms))]
+    bad += [f"subgroup {g.name!r} sessions_per_week" for g in subgroups if not np.isfinite(g.sessions_per_week)]
+    if bad:
+        raise FitError(f"{model}: the fit produced non-finite values ({', '.join(bad)}); nothing was written")

@@ -23,8 +23,11 @@ cannot be linked back to the raw ids.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
+import re
 import secrets
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -36,6 +39,7 @@ REQUIRED = ("learner_id", "item_id", "skill_id", "correct", "timestamp")
 OPTIONAL = ("response_time", "rating", "group")
 SKILL_SEP = ";"
 MAX_SHOWN = 20
+_WS = re.compile(r"\s+")
 MAX_UNIX_SECONDS = 32503680000.0  # year 3000: larger numbers are not unix seconds (milliseconds?)
 
 
@@ -50,6 +54,8 @@ class LogError(PedagogymError):
 
 
 def _show(value: object) -> str:
+    if isinstance(value, np.generic):
+        value = value.item()
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
@@ -85,6 +91,8 @@ class Log:
     learner_group: np.ndarray | None
     group_names: tuple[str, ...]
     source: str = "<memory>"
+    skill_names: tuple[str, ...] = ()  # the skills as written in the log (ids are made loader-safe)
+    notes: tuple[str, ...] = ()  # how the reader read it (format, skipped rows)
 
     @property
     def n_interactions(self) -> int:
@@ -130,7 +138,8 @@ class Log:
         (no prerequisites, average items: difficulty 0, discrimination 1)."""
         from pedagogym.curriculum.spec import Curriculum, Item, Skill
 
-        skills = tuple(Skill(s, s) for s in self.skill_ids)
+        names = self.skill_names if len(self.skill_names) == self.n_skills else self.skill_ids
+        skills = tuple(Skill(s, n) for s, n in zip(self.skill_ids, names))
         items = tuple(Item(i, tuple(self.skill_ids[s] for s in np.flatnonzero(self.q_matrix[k])))
                       for k, i in enumerate(self.item_ids))
         return Curriculum(name, skills, items, description="skills and items of a learning log")
@@ -192,10 +201,10 @@ def read_log(path: str | Path | list, salt: str | bytes | None = None) -> Log:
         raise LogError(source, "the files have different columns: " + "; ".join(
             f"{p}: {sorted(c)}" for p, c in zip(paths, cols)))
     # line numbers: keep each file's own (reported as file:line)
-    lines = [np.arange(2, len(f) + 2) for f in frames]
-    labels = [f"{p}:" for p in paths]
+    where = LineLabels(tuple(str(p) for p in paths),
+                       np.concatenate([np.full(len(f), k, np.int16) for k, f in enumerate(frames)]),
+                       np.concatenate([np.arange(2, len(f) + 2) for f in frames]))
     df = pd.concat(frames, ignore_index=True)
-    where = np.concatenate([np.char.add(lab, ln.astype(str)) for lab, ln in zip(labels, lines)])
     return from_frame(df, salt=salt, source=source, line_labels=where)
 
 
@@ -228,6 +237,9 @@ def _read_table(path: Path) -> pd.DataFrame:
                                   f"{', '.join(REQUIRED)})") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise LogError(str(path), f"not a readable CSV file: {exc}") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise LogError(str(path), f"the compressed file is truncated or corrupt ({type(exc).__name__}: "
+                                  f"{exc or 'unexpected end of data'}); re-download or re-compress it") from None
 
 
 def from_frame(df: pd.DataFrame, salt: str | bytes | None = None, source: str = "<frame>",
@@ -246,17 +258,25 @@ def from_frame(df: pd.DataFrame, salt: str | bytes | None = None, source: str = 
     if n == 0:
         raise LogError(source, "the log has a header but no rows")
     if line_labels is None:
-        line_labels = np.char.add("line ", np.arange(2, n + 2).astype(str))
-    reasons: list[list[str]] = [[] for _ in range(n)]
+        line_labels = LineLabels(("",), np.zeros(n, np.int16), np.arange(2, n + 2))
+    reasons: dict[int, list[str]] = {}  # only the bad rows (a 10M-row log holds no per-row lists)
+    flagged = np.zeros(n, bool)
 
     def flag(mask: np.ndarray, reason) -> None:
-        for k in np.flatnonzero(mask):
-            reasons[k].append(reason(k) if callable(reason) else reason)
+        idx = np.flatnonzero(mask)
+        flagged[idx] = True
+        for k in idx:
+            reasons.setdefault(int(k), []).append(reason(k) if callable(reason) else reason)
 
     def text(col: str) -> pd.Series:
         s = df[col]
         if pd.api.types.is_datetime64_any_dtype(s):
             return s
+        if isinstance(s.dtype, pd.CategoricalDtype):  # strip each distinct value once; rows share the strings
+            cats = pd.Index(s.cat.categories).astype(str).str.strip()
+            codes = s.cat.codes.to_numpy()
+            vals = np.asarray(list(cats) + [""], dtype=object)
+            return pd.Series(vals[np.where(codes < 0, len(cats), codes)], index=s.index)
         return s.fillna("").astype(str).str.strip()
 
     learner = text("learner_id")
@@ -271,26 +291,34 @@ def from_frame(df: pd.DataFrame, salt: str | bytes | None = None, source: str = 
     flag(bad_skill, lambda k: "empty skill_id" if skill.iat[k] == "" else f"empty skill id in skill_id {_show(skill.iat[k])}")
 
     # correct: exactly 0 or 1
-    corr_raw = text("correct")
-    corr_num = pd.to_numeric(corr_raw, errors="coerce").to_numpy(dtype=float)
+    if pd.api.types.is_numeric_dtype(df["correct"]):  # a format reader's column: no text round trip
+        corr_num = df["correct"].to_numpy(dtype=float)
+        corr_raw = df["correct"]
+    else:
+        corr_raw = text("correct")
+        corr_num = pd.to_numeric(corr_raw, errors="coerce").to_numpy(dtype=float)
     bad_corr = ~np.isin(corr_num, (0.0, 1.0))
     flag(bad_corr, lambda k: f"correct must be 0 or 1, got {_show(corr_raw.iat[k])}")
 
     # timestamp: unix seconds or ISO 8601
     ts = _parse_timestamps(df["timestamp"])
-    ts_raw = text("timestamp")
+    ts_raw = df["timestamp"] if pd.api.types.is_numeric_dtype(df["timestamp"]) else text("timestamp")
     flag(np.isnan(ts), lambda k: ("empty timestamp" if str(ts_raw.iat[k]) == "" else
                                   f"timestamp is neither ISO 8601 nor unix seconds: {_show(ts_raw.iat[k])}"))
 
     response_time = rating = None
-    if "response_time" in df.columns:
+    if "response_time" in df.columns and pd.api.types.is_numeric_dtype(df["response_time"]):
+        response_time = df["response_time"].to_numpy(dtype=np.float32)
+    elif "response_time" in df.columns:
         rt_raw = text("response_time")
         rt = pd.to_numeric(rt_raw, errors="coerce").to_numpy(dtype=float)
         given = (rt_raw != "").to_numpy()
         flag(given & ~(np.isfinite(rt) & (rt >= 0)),
              lambda k: f"response_time must be a number of seconds >= 0, got {_show(rt_raw.iat[k])}")
         response_time = np.where(given, rt, np.nan).astype(np.float32)
-    if "rating" in df.columns:
+    if "rating" in df.columns and pd.api.types.is_numeric_dtype(df["rating"]):
+        rating = df["rating"].to_numpy(dtype=np.int8)
+    elif "rating" in df.columns:
         rating_raw = text("rating")
         rnum = pd.to_numeric(rating_raw, errors="coerce").to_numpy(dtype=float)
         given = (rating_raw != "").to_numpy()
@@ -303,7 +331,7 @@ def from_frame(df: pd.DataFrame, salt: str | bytes | None = None, source: str = 
         flag((group == "").to_numpy(), "empty group (a learner's group must be given on every row)")
 
     # rules across rows, on rows that are fine so far
-    ok = np.array([not r for r in reasons])
+    ok = ~flagged
     lid = learner.to_numpy(dtype=object)
     # time going backwards for a learner (file order)
     valid = ok & (learner != "").to_numpy()
@@ -329,7 +357,7 @@ def from_frame(df: pd.DataFrame, salt: str | bytes | None = None, source: str = 
         differs[np.flatnonzero(ok_items)] = first_sk != skill_key[ok_items]
         flag(differs, lambda k: f"item {_show(iid[k])} has skills {_show(skill_key[k])} here but different skills on an earlier row")
 
-    bad = [k for k in range(n) if reasons[k]]
+    bad = sorted(reasons)
     if bad:
         problems = [(k, "; ".join(reasons[k])) for k in bad]
         shown = "\n".join(f"  {line_labels[k]}: {why}" for k, why in problems[:MAX_SHOWN])
@@ -352,6 +380,8 @@ def from_frame(df: pd.DataFrame, salt: str | bytes | None = None, source: str = 
             if s not in s_index:
                 s_index[s] = len(skill_ids)
                 skill_ids.append(s)
+    skill_names = tuple(skill_ids)
+    skill_safe = loader_ids(skill_ids)
     q = np.zeros((len(i_uniques), len(skill_ids)), bool)
     for k, parts in zip(item_skill_first.index, item_skill_first):
         q[k, [s_index[s] for s in parts]] = True
@@ -368,9 +398,43 @@ def from_frame(df: pd.DataFrame, salt: str | bytes | None = None, source: str = 
         learner=l_codes[order].astype(np.int32), item=i_codes[order].astype(np.int32),
         correct=corr_num[order].astype(np.int8), timestamp=ts[order],
         response_time=take(response_time), rating=take(rating),
-        learner_ids=tuple(pseudonyms), item_ids=tuple(str(x) for x in i_uniques), skill_ids=tuple(skill_ids),
-        q_matrix=q, learner_group=learner_group, group_names=group_names, source=source,
+        learner_ids=tuple(pseudonyms), item_ids=loader_ids([str(x) for x in i_uniques]), skill_ids=skill_safe,
+        q_matrix=q, learner_group=learner_group, group_names=group_names, source=source, skill_names=skill_names,
     )
+
+
+def loader_ids(raw: list[str]) -> tuple[str, ...]:
+    """``raw`` ids made acceptable to the curriculum loader (an id is a non-empty string
+    without whitespace: :mod:`pedagogym.curriculum.loader`): each run of whitespace becomes
+    ``_``; an id that then collides with an earlier one gets ``~2``, ``~3``... Ids already
+    valid and distinct are unchanged."""
+    out: list[str] = []
+    taken: set[str] = set()
+    for r in raw:
+        base = _WS.sub("_", str(r).strip()) or "_"
+        new, k = base, 1
+        while new in taken:
+            k += 1
+            new = f"{base}~{k}"
+        taken.add(new)
+        out.append(new)
+    return tuple(out)
+
+
+class LineLabels:
+    """Where each row came from, built lazily: ``labels[k]`` is ``file:line`` (or
+    ``line N`` for a single unnamed source). Two small integer arrays instead of a string
+    per row."""
+
+    def __init__(self, files: tuple[str, ...], file_index: np.ndarray, line: np.ndarray):
+        self.files, self.file_index, self.line = files, np.asarray(file_index), np.asarray(line)
+
+    def __len__(self) -> int:
+        return len(self.line)
+
+    def __getitem__(self, k) -> str:
+        f = self.files[int(self.file_index[k])]
+        return f"{f}:{int(self.line[k])}" if f else f"line {int(self.line[k])}"
 
 
 def _objects(values: list) -> np.ndarray:
@@ -386,6 +450,9 @@ def _parse_timestamps(col: pd.Series) -> np.ndarray:
     if pd.api.types.is_datetime64_any_dtype(col):
         dt = pd.to_datetime(col, utc=True)
         return ((dt - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=float, na_value=np.nan)
+    if pd.api.types.is_numeric_dtype(col):
+        num = col.to_numpy(dtype=float)
+        return np.where(np.isfinite(num) & (num >= 0) & (num < MAX_UNIX_SECONDS), num, np.nan)
     s = col.fillna("").astype(str).str.strip()
     num = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
     out = np.where(np.isfinite(num) & (num >= 0) & (num < MAX_UNIX_SECONDS), num, np.nan)
@@ -394,3 +461,65 @@ def _parse_timestamps(col: pd.Series) -> np.ndarray:
         dt = pd.to_datetime(s[iso], format="ISO8601", utc=True, errors="coerce")
         out[iso] = ((dt - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=float, na_value=np.nan)
     return out
+
+
+def concat_logs(train: Log, test: Log) -> tuple[Log, np.ndarray]:
+    """One log of ``train``'s learners followed by ``test``'s (kept distinct even if a
+    pseudonym repeats), with the union of their items and skills; and bool[L], True for
+    the test learners. An item with different skills in the two logs is an error."""
+    skill_ids = list(train.skill_ids)
+    skill_names = list(train.skill_names or train.skill_ids)
+    s_index = {s: k for k, s in enumerate(skill_ids)}
+    for s, name in zip(test.skill_ids, test.skill_names or test.skill_ids):
+        if s not in s_index:
+            s_index[s] = len(skill_ids)
+            skill_ids.append(s)
+            skill_names.append(name)
+    item_ids = list(train.item_ids)
+    i_index = {i: k for k, i in enumerate(item_ids)}
+    for i in test.item_ids:
+        if i not in i_index:
+            i_index[i] = len(item_ids)
+            item_ids.append(i)
+    q = np.zeros((len(item_ids), len(skill_ids)), bool)
+    q[: train.n_items, : train.n_skills] = train.q_matrix
+    s_map = np.asarray([s_index[s] for s in test.skill_ids], np.int64)
+    i_map = np.asarray([i_index[i] for i in test.item_ids], np.int64)
+    for k, row in enumerate(test.q_matrix):
+        new = np.zeros(len(skill_ids), bool)
+        new[s_map[row]] = True
+        if i_map[k] < train.n_items and not np.array_equal(q[i_map[k]], new):
+            raise LogError(f"{train.source} / {test.source}",
+                           f"item {test.item_ids[k]!r} has different skills in the training and the test log")
+        q[i_map[k]] = new
+    groups = None
+    names: tuple[str, ...] = ()
+    if train.has_groups or test.has_groups:
+        if not (train.has_groups and test.has_groups):
+            raise LogError(f"{train.source} / {test.source}", "only one of the training and test logs has a group column")
+        names = tuple(sorted(set(train.group_names) | set(test.group_names)))
+        g_index = {g: k for k, g in enumerate(names)}
+        groups = np.concatenate([np.asarray([g_index[train.group_names[g]] for g in train.learner_group], np.int32),
+                                 np.asarray([g_index[test.group_names[g]] for g in test.learner_group], np.int32)])
+
+    def opt(a, b, n_a, n_b, fill, dtype):
+        if a is None and b is None:
+            return None
+        a = np.full(n_a, fill, dtype) if a is None else a
+        b = np.full(n_b, fill, dtype) if b is None else b
+        return np.concatenate([a, b]).astype(dtype)
+
+    merged = Log(
+        learner=np.concatenate([train.learner, test.learner + train.n_learners]).astype(np.int32),
+        item=np.concatenate([train.item, i_map[test.item]]).astype(np.int32),
+        correct=np.concatenate([train.correct, test.correct]), timestamp=np.concatenate([train.timestamp, test.timestamp]),
+        response_time=opt(train.response_time, test.response_time, train.n_interactions, test.n_interactions, np.nan,
+                          np.float32),
+        rating=opt(train.rating, test.rating, train.n_interactions, test.n_interactions, 0, np.int8),
+        learner_ids=train.learner_ids + test.learner_ids, item_ids=tuple(item_ids), skill_ids=tuple(skill_ids),
+        q_matrix=q, learner_group=groups, group_names=names, source=f"{train.source} + test {test.source}",
+        skill_names=tuple(skill_names), notes=train.notes,
+    )
+    is_test = np.zeros(merged.n_learners, bool)
+    is_test[train.n_learners:] = True
+    return merged, is_test

@@ -54,10 +54,8 @@ def _value(v: Any) -> str:
         return str(int(v))
     if isinstance(v, (float, np.floating)):
         f = float(v)
-        if math.isnan(f):
-            return "nan"
-        if math.isinf(f):
-            return "inf" if f > 0 else "-inf"
+        if not math.isfinite(f):  # TOML could say nan/inf, but no fitted file may carry one
+            raise ValueError(f"refusing to write the non-finite number {f} to a TOML file")
         return repr(round(f, 6)) if abs(f) >= 1e-4 or f == 0 else f"{f:.6e}"
     if isinstance(v, str):
         return json.dumps(v, ensure_ascii=False)
@@ -116,8 +114,13 @@ def population_dict(result, name: str | None = None) -> dict:
     fit_meta = {
         "method": result.method, "learners": result.counts["learners"],
         "interactions": result.counts["interactions"], "estimated_traits": list(result.estimated_traits),
-        **{f"heldout_{k}": (round(v, 6) if isinstance(v, float) else v) for k, v in result.metrics.items()},
+        **{f"heldout_{k}": (round(v, 6) if isinstance(v, float) else v) for k, v in result.metrics.items()
+           if not (isinstance(v, float) and not math.isfinite(v))},  # a metric without a value (AUC of one class) is left out
     }
+    failed = getattr(result, "failed_skills", {}) or {}
+    if failed:
+        fit_meta["unfitted_skills"] = list(failed)
+        fit_meta["unfitted_reasons"] = list(failed.values())
     return {
         "name": name or f"fitted-{result.model}",
         "description": (f"fitted to a learning log ({result.counts['learners']} learners, "

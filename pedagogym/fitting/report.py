@@ -13,6 +13,40 @@ import numpy as np
 
 from pedagogym.fitting.engine import TRAIT_ORDER
 from pedagogym.fitting.metrics import calibration_bins
+from pedagogym.io import csv_safe
+
+
+def cell(v):
+    """A CSV cell: non-finite numbers are left blank (no file of ``fit`` holds NaN/inf),
+    floats to 6 decimals, text escaped against formula injection (:func:`pedagogym.io.csv_safe`)."""
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):.6f}" if np.isfinite(v) else ""
+    return csv_safe(v if not isinstance(v, (np.integer, np.bool_)) else v.item())
+
+
+def csv_text(header, rows) -> str:
+    """CSV text of ``rows`` (sequences) under ``header``, every cell through :func:`cell`."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([cell(h) for h in header])
+    for row in rows:
+        w.writerow([cell(v) for v in row])
+    return buf.getvalue()
+
+
+def finite_or_none(obj):
+    """``obj`` with every non-finite float replaced by None (for JSON and TOML outputs)."""
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_none(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
 
 METRIC_COLUMNS = ("model", "method", "n_parameters", "train_nll", "heldout_n", "log_loss", "auc", "rmse",
                   "accuracy", "mean_p", "rate", "fit_seconds", "converged")
@@ -37,22 +71,21 @@ def metrics_rows(results) -> list[dict]:
 
 
 def metrics_csv(results) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
-    w.writeheader()
-    for row in metrics_rows(results):
-        w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
-    return buf.getvalue()
+    return csv_text(METRIC_COLUMNS, ([row[k] for k in METRIC_COLUMNS] for row in metrics_rows(results)))
 
 
 def skill_params_csv(result) -> str:
-    buf = io.StringIO()
+    """One row per skill: its parameters, ``status`` (``fitted`` or ``not fitted: why``, the
+    parameters then being the model's defaults) and ``converged``."""
     fields = list(result.skill_params)
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["skill_id", *fields])
+    failed = getattr(result, "failed_skills", {}) or {}
+    conv = getattr(result, "skill_converged", {}) or {}
+    rows = []
     for k, s in enumerate(result.skill_ids):
-        w.writerow([s, *(f"{result.skill_params[f][k]:.6f}" for f in fields)])
-    return buf.getvalue()
+        status = f"not fitted: {failed[s]}" if s in failed else "fitted"
+        rows.append([s, *(float(result.skill_params[f][k]) for f in fields), status,
+                     "" if s in failed else bool(conv.get(s, all(result.converged.values())))])
+    return csv_text(["skill_id", *fields, "status", "converged"], rows)
 
 
 def calibration_plot(results, path: Path, n_bins: int = 10) -> None:
@@ -91,8 +124,9 @@ def report_markdown(results, log_summary: dict, options: dict, files: list[str])
     lines = ["# Fit report", ""]
     lines += [f"Log: {log_summary['learners']} learners, {log_summary['interactions']} responses, "
               f"{log_summary['items']} items, {log_summary['skills']} skills, spanning {log_summary['span_days']:.1f} days. "
-              f"Held out for evaluation: {options['holdout']:.0%} of learners (seed {options['seed']}), "
-              "predicted online from their own earlier responses only.", ""]
+              + ("Evaluated on the learners of a separate test file, " if options.get("test_file") else
+                 f"Held out for evaluation: {options['holdout']:.0%} of learners (seed {options['seed']}), ")
+              + "predicted online from their own earlier responses only (fitted parameters, no refit).", ""]
     lines += ["## Privacy", "",
               "- Learner ids were replaced on reading by salted hashes; the salt is not stored anywhere "
               + ("(it was given by the caller)." if options.get("salt_given") else "(drawn at random for this run)."),
