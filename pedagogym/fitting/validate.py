@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pedagogym.errors import PedagogymError
+from pedagogym.schema import SECONDS_PER_DAY
 
 TOLERANCE_FACTOR = 1.25
 MAX_ATTEMPT = 10
@@ -288,7 +289,7 @@ def run_checks(log, sim: np.ndarray, memory: bool) -> list[Check]:
     if memory:
         last = np.full(len(y), np.nan)
         ts_sorted = log.timestamp[order]
-        gap = np.r_[np.nan, np.diff(ts_sorted)] / 86400.0
+        gap = np.r_[np.nan, np.diff(ts_sorted)] / SECONDS_PER_DAY
         gap[start] = np.nan
         last[order] = gap
         seen = np.isfinite(last)
@@ -361,7 +362,7 @@ def validate_command(fit_dir, log_paths, out, *, model: str | None = None, repli
     pos = np.arange(T)[None, :]
     mask = pos < counts[:, None]
     idx = np.where(mask, starts[:, None] + pos, 0)
-    t_days = ((log.timestamp[idx] - log.timestamp[starts][:, None]) / 86400.0).astype(np.float32)
+    t_days = ((log.timestamp[idx] - log.timestamp[starts][:, None]) / SECONDS_PER_DAY).astype(np.float32)
     say(f"replaying {log.n_learners} learners x {replicas} replicas through the fitted {name} simulator ...")
     sim = replay(st_model, applied.params, applied.curriculum, population.arrays(), item_map[log.item[idx]],
                  np.where(mask, t_days, 0.0), mask, replicas, jax.random.PRNGKey(seed))
