@@ -166,3 +166,27 @@ def test_teacher_featurizer_extends_the_platform_layout():
     obs_t, _ = teach.env.reset(jax.random.PRNGKey(0), teach.params)
     np.testing.assert_array_equal(np.asarray(obs_t[:n]), np.asarray(obs_p))
     assert obs_t.shape == (teach.env.obs_size(teach.params),)
+
+
+# ---- report wording: privileged policies marked, every line of every panel labelled -----------
+def test_every_panel_has_a_legend_and_privileged_policies_are_marked(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from pedagogym.experiments import plots
+
+    rows = []
+    for env, pols in (("maths", ["random", "mastery", "upper_bound"]), ("vocab", ["random", "leitner", "sm2"])):
+        for p in pols:
+            for step in range(3):
+                rows.append({"env": env, "student_model": "m", "population": "p", "policy": p, "step": step,
+                             "mean": 0.5, "ci_low": 0.4, "ci_high": 0.6})
+    pd.DataFrame(rows).to_csv(tmp_path / "curves.csv", index=False)
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig))
+    plots.plot_curves(tmp_path)
+    axes = [ax for ax in figs[0].axes if ax.get_visible()]
+    assert len(axes) == 2
+    for ax, want in zip(axes, (["random", "mastery", "upper_bound (privileged)"], ["random", "leitner", "sm2"])):
+        assert ax.get_legend() is not None
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == want
+        assert [line.get_label() for line in ax.get_lines()] == want  # every line is in its panel's legend

@@ -24,6 +24,15 @@ for _policy in (RandomPolicy(), DesignerOrder(), RoundRobin(), MasteryThreshold(
                 Randomesque(), BeliefPlanner()):
     POLICIES.register(_policy.name, _policy)
 
-__all__ = ["POLICIES", "Policy", "PolicyView", "masked_argmax", "RandomPolicy", "DesignerOrder", "RoundRobin",
+PRIVILEGED_MARK = " (privileged)"  # how tables and plots mark a privileged policy
+
+
+def is_privileged(name: str) -> bool:
+    """The registered policy ``name`` reads the simulated learner's latent state (an upper
+    bound or a privileged heuristic, never deployable); trained agents and unknown names: False."""
+    return name in POLICIES and bool(POLICIES.get(name).privileged)
+
+
+__all__ = ["POLICIES", "PRIVILEGED_MARK", "is_privileged", "Policy", "PolicyView", "masked_argmax", "RandomPolicy", "DesignerOrder", "RoundRobin",
            "MasteryThreshold", "Leitner", "SM2", "FSRSScheduler", "GreedyGain", "ZPDES", "GreedyOracle", "UpperBound", "RecallThreshold", "projected_test_time",
            "expected_belief_gain", "sm2_easiness", "sm2_review", "MaxInfo", "KLSelection", "Randomesque", "BeliefPlanner"]
