@@ -75,16 +75,30 @@ def test_planned_gain_discounts_skills_whose_prerequisites_are_unknown():
     np.testing.assert_allclose(gate, [1.0, 0.1 + 0.9 * 0.9, 0.1 + 0.9 * 0.1], rtol=1e-5)
     g = np.asarray(planned_gain(b, ob, curr, 0.1))  # items a1 a2 b1 b2 c1 c2 (practice: kind gate 1)
     np.testing.assert_allclose(g, 0.2 * np.repeat([0.1 * 1.0, 0.9 * gate[1], 0.9 * gate[2]], 2), rtol=1e-5)
-    policy = POLICIES.get("belief_planner")
+    from pedagogym.policies.planning import BeliefPlanner, planned_transition
+
+    params = built.params._replace(observer=ob)
     h = History.initial(curr, ob)._replace(belief=b)
-    a, _ = policy.act(jax.random.PRNGKey(0), policy.init(built.params),
-                      PolicyView(history=h, action_mask=jnp.ones(6, bool), obs=jnp.zeros(1)),
-                      built.params._replace(observer=ob), built.env)
+    pv = PolicyView(history=h, action_mask=jnp.ones(6, bool), obs=jnp.zeros(1))
+    on_obs = BeliefPlanner(belief_source="observer")
+    a, _ = on_obs.act(jax.random.PRNGKey(0), on_obs.init(params), pv, params, built.env)
     assert int(a) in (2, 3)  # skill b: its prerequisite is believed known
+    # the default plans on its own belief: the prior, filtered through the logged responses
+    planner = POLICIES.get("belief_planner")
+    a, ps = planner.act(jax.random.PRNGKey(0), planner.init(params), pv._replace(history=History.initial(curr, ob)),
+                        params, built.env)
+    np.testing.assert_allclose(np.asarray(ps.belief), np.asarray(ob.p_init))
+    assert int(a) in (0, 1)  # nothing logged yet: start with skill a, whose prerequisites are none
+    h1 = History.initial(curr, ob).record(curr, ob, jnp.int32(0), jnp.asarray(True), jnp.asarray(True),
+                                          jnp.float32(30.0), jnp.float32(0.0))
+    _, ps1 = planner.act(jax.random.PRNGKey(0), ps, pv._replace(history=h1), params, built.env)
+    want = planned_transition(ps.belief, jnp.int32(0), jnp.asarray(True), ob, curr, 0.1)
+    np.testing.assert_allclose(np.asarray(ps1.belief), np.asarray(want), rtol=1e-6)
+    assert float(ps1.n_seen) == 1.0
 
 
 @pytest.mark.parametrize("kw, match", [({"depth": 3}, "depth"), ({"candidates": 0}, "candidates"),
-                                       ({"floor": 1.5}, "floor")])
+                                       ({"floor": 1.5}, "floor"), ({"belief_source": "oracle"}, "belief_source")])
 def test_belief_planner_rejects_bad_settings(kw, match):
     from pedagogym.policies.planning import BeliefPlanner
 

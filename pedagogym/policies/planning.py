@@ -21,7 +21,9 @@ from jax import Array
 from pedagogym.curriculum.spec import CurriculumArrays
 from pedagogym.envs.observations import ObserverParams
 from pedagogym.policies.base import Policy
-from pedagogym.policies.common import designer_rank, lexicographic, observed_kind
+from typing import NamedTuple
+
+from pedagogym.policies.common import designer_rank, last_response, lexicographic, observed_kind
 from pedagogym.student_models import bkt
 from pedagogym.student_models.learner import DEFAULT_KIND_GATE
 from pedagogym.curriculum.spec import ItemKind
@@ -68,6 +70,11 @@ def p_item_correct(belief: Array, item: Array, observer: ObserverParams, curr: C
     return jnp.sum(w * bkt.predict(belief, observer.p_guess, observer.p_slip)) / jnp.maximum(jnp.sum(w), 1.0)
 
 
+class PlannerState(NamedTuple):
+    belief: Array  # float32[S] the planner's own belief (its gated BKT filter of the logged responses)
+    n_seen: Array  # float32[] presentations already folded in
+
+
 class BeliefPlanner(Policy):
     """Expectimax lookahead on the knowledge-tracer belief (Rafferty et al. 2016).
 
@@ -85,7 +92,9 @@ class BeliefPlanner(Policy):
     name = "belief_planner"
     description = "expectimax lookahead on the knowledge-tracer belief with prerequisite gating (Rafferty et al. 2016)"
 
-    def __init__(self, depth: int = 2, candidates: int = 8, floor: float = 0.1):
+    def __init__(self, depth: int = 2, candidates: int = 8, floor: float = 0.1, belief_source: str = "planner"):
+        if belief_source not in ("planner", "observer"):
+            raise ValueError(f"belief_planner: belief_source must be 'planner' or 'observer', got {belief_source!r}")
         if depth not in (1, 2):
             raise ValueError(f"belief_planner: depth must be 1 or 2, got {depth}")
         if candidates < 1:
@@ -93,14 +102,26 @@ class BeliefPlanner(Policy):
         if not 0.0 <= floor <= 1.0:
             raise ValueError(f"belief_planner: floor must be in [0, 1], got {floor}")
         self.depth, self.candidates, self.floor = int(depth), int(candidates), float(floor)
+        self.belief_source = belief_source
 
     def _static_key(self) -> tuple:
-        return (self.depth, self.candidates, self.floor)
+        return (self.depth, self.candidates, self.floor, self.belief_source)
 
-    def plan_values(self, view, params) -> Array:
+    def init(self, params) -> PlannerState:
+        return PlannerState(belief=jnp.asarray(params.observer.p_init, jnp.float32), n_seen=jnp.zeros((), jnp.float32))
+
+    def update(self, ps: PlannerState, view, params) -> PlannerState:
+        """Fold the latest logged response into the planner's belief."""
+        curr = params.curriculum
+        r = last_response(ps.n_seen, view.history, curr)
+        b = planned_transition(ps.belief, r.item, r.correct, params.observer, curr, self.floor)
+        return PlannerState(belief=jnp.where(r.new, b, ps.belief), n_seen=r.n_total)
+
+    def plan_values(self, view, params, belief: Array | None = None) -> Array:
         """float32[I] the planned value of presenting each item now (-inf where masked or, at
-        depth 2, outside the candidates)."""
-        curr, ob, b, mask = params.curriculum, params.observer, view.history.belief, view.action_mask
+        depth 2, outside the candidates), from ``belief`` (default: the observation's)."""
+        curr, ob, mask = params.curriculum, params.observer, view.action_mask
+        b = view.history.belief if belief is None else belief
         gain1 = jnp.where(mask, planned_gain(b, ob, curr, self.floor), -jnp.inf)
         if self.depth == 1:
             return gain1
@@ -122,6 +143,7 @@ class BeliefPlanner(Policy):
         return jnp.full((curr.n_items,), -jnp.inf).at[cand].set(jnp.where(mask[cand], vals, -jnp.inf))
 
     def scores(self, key, pstate, view, params, env):
-        v = self.plan_values(view, params)
+        pstate = self.update(pstate, view, params)
+        v = self.plan_values(view, params, pstate.belief if self.belief_source == "planner" else None)
         valid = view.action_mask & jnp.isfinite(v)
         return lexicographic(valid, (jnp.where(valid, v, -1e6), -designer_rank(params.curriculum))), pstate
