@@ -158,9 +158,9 @@ class UpperBound(GreedyOracle):
     ``greedy_oracle`` loses to random on vocab/HLR. Ties as in :class:`GreedyOracle`
     (learnable mass, prerequisites that unlock unmastered skills, designer order).
 
-    Measured (``benchmarks/agents_vs_heuristics.py``; README "Policies") above every
-    non-privileged policy on the quickstart's four simulators; elsewhere it is checked by the
-    tests on a small case per family, so call it an upper bound only where that was measured."""
+    Measured above the best non-privileged policy on the quickstart's maths/BKT, maths/PFA and
+    vocab/HLR (README "Policies"), and by the tests on a small case of each family; call it an
+    upper bound only where that was measured."""
 
     name = "upper_bound"
     description = "privileged: greedy on the true post-test gain at the projected test time (upper bound)"
