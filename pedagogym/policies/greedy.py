@@ -13,7 +13,6 @@ from pedagogym.envs.observations import ObserverParams
 from pedagogym.policies.base import Policy
 from pedagogym.policies.common import designer_rank, lexicographic, observed_kind
 from pedagogym.student_models import bkt
-from pedagogym.student_models.learner import RESPONSE_TIME
 
 SECONDS_PER_DAY = 86400.0
 
