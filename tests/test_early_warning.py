@@ -411,7 +411,7 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys):
     out = tmp_path / "w"
     cases = [
         (["warn", "train", "--out", str(out), "--policies", "nope"], "unknown policy 'nope'"),
-        (["warn", "train", "--out", str(out), "--policies", "oracle"], "reads latent state"),
+        (["warn", "train", "--out", str(out), "--policies", "upper_bound"], "reads latent state"),
         (["warn", "train", "--out", str(out), "--targets", "happiness"], "unknown target 'happiness'"),
         (["warn", "train", "--out", str(out), "--learners", "0"], "learners: must be a positive integer"),
         (["warn", "train", "--out", str(out), "--set", "engagement=false", *sets], "never drop out"),

@@ -145,7 +145,7 @@ def test_rerun_reproduces_numbers_exactly(full_run, tmp_path):
     ({"envs": [{"id": "pedagogym/Nope-v0"}]}, "envs[0].id: unknown env id"),
     ({"envs": [{"id": "pedagogym/PrereqBKT-v0", "models": ["bkt", "nope"]}]}, "unknown student_model 'nope'"),
     ({"seeds": [1, 1]}, "seeds"),
-    ({"baseline": "oracle"}, "baseline"),
+    ({"baseline": "upper_bound"}, "baseline"),
     ({"metrics": ["happiness"]}, "metrics[0]: unknown metric"),
     ({"colour": 1}, "colour: unknown key"),
 ])

@@ -79,9 +79,11 @@ def answered(h: History, item: int, correct: bool, t: float, rt: float = 30.0) -
 # ---- contract: every registered policy -----------------------------------------------------
 def test_registry_has_the_hand_written_policies():
     assert set(POLICIES.names()) >= {"random", "designer", "round_robin", "mastery", "leitner", "sm2",
-                                     "fsrs_scheduler", "greedy_gain", "zpdes", "oracle", "threshold"}
+                                     "fsrs_scheduler", "greedy_gain", "zpdes", "greedy_oracle", "upper_bound",
+                                     "threshold", "belief_planner"}
     assert all(POLICIES.get(n).name == n for n in POLICIES.names())
-    assert POLICIES.get("oracle").privileged and not POLICIES.get("mastery").privileged
+    assert POLICIES.get("upper_bound").privileged and POLICIES.get("greedy_oracle").privileged
+    assert not POLICIES.get("mastery").privileged and not POLICIES.get("belief_planner").privileged
 
 
 def test_the_locked_env_locks_items():
@@ -116,16 +118,17 @@ def _mean_final_mastery(name: str) -> float:
     return float(np.mean(np.asarray(_all_rollouts()[2][name].final_mastery)))
 
 
-def test_oracle_beats_random_on_a_prerequisite_chain():
-    assert _mean_final_mastery("oracle") > _mean_final_mastery("random") + 0.1
+@pytest.mark.parametrize("name", ["greedy_oracle", "upper_bound"])
+def test_privileged_greedy_beats_random_on_a_prerequisite_chain(name):
+    assert _mean_final_mastery(name) > _mean_final_mastery("random") + 0.1
 
 
 @pytest.mark.parametrize("locked", [False, True])
-def test_oracle_is_an_upper_bound_of_the_hand_written_policies(locked):
+def test_upper_bound_is_an_upper_bound_of_the_hand_written_policies(locked):
     res = _all_rollouts()[0 if locked else 2]
-    mean = {n: float(np.mean(np.asarray(r.final_mastery))) for n, r in res.items()
-            if n == "oracle" or not POLICIES.get(n).privileged}  # the bound is over deployable policies
-    assert mean["oracle"] == max(mean.values()), mean
+    mean = {n: float(np.mean(np.asarray(r.post_test))) for n, r in res.items()
+            if n == "upper_bound" or not POLICIES.get(n).privileged}  # the bound is over deployable policies
+    assert mean["upper_bound"] == max(mean.values()), mean
 
 
 def test_mastery_beats_random_on_a_prerequisite_chain():
@@ -396,8 +399,8 @@ def test_zpdes_rewards_learning_progress():
     assert math.isclose(float(policy.progress(ps.outcomes[4], ps.count[4])), 1.0)
 
 
-# ---- oracle ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["oracle", "threshold"])
+# ---- privileged policies -----------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["greedy_oracle", "upper_bound", "threshold"])
 def test_privileged_policies_need_the_latent_state(name):
     with pytest.raises(ValueError, match="privileged"):
         act(POLICIES.get(name), history())
@@ -450,5 +453,5 @@ def test_gym_runner_acts_validly_and_resets_memory_with_the_env():
     np.testing.assert_array_equal(np.asarray(runner._pstate.introduced), presented)
     assert episode(3) == first  # a new episode starts from a fresh memory: same learner, same actions
     # a privileged policy reads the env's latent state
-    out = GymPolicyRunner(POLICIES.get("oracle")).run_episode(env, seed=4)
+    out = GymPolicyRunner(POLICIES.get("upper_bound")).run_episode(env, seed=4)
     assert 1 <= out["steps"] <= 12 and np.isfinite(out["total_reward"])

@@ -77,9 +77,25 @@ class TrainConfig:
     eval_seed: int = 12345
     keep_checkpoints: int = 2
     sb3_kwargs: tuple[tuple[str, Any], ...] = ()
+    # imitation warm start (jax_ppo): "none" or "imitate:POLICY" -- behaviour cloning of a
+    # registered policy on ``imitate_learners`` of its episodes, ``imitate_steps`` Adam steps
+    # (lr ``imitate_lr``, ``imitate_batch`` episodes each), before PPO (pedagogym.agents.imitation)
+    init: str = "none"
+    imitate_learners: int = 256
+    imitate_steps: int = 1000
+    imitate_lr: float = 1e-3
+    imitate_batch: int = 32
+    # potential-based reward shaping (Ng, Harada & Russell 1999; jax_ppo): r + gamma phi(s') - phi(s),
+    # phi = shaping x the mean knowledge-tracer belief (0 at the end of an episode; 0 = off)
+    shaping: float = 0.0
     source: str = field(default="<dict>", compare=False, repr=False)
 
     # ---- derived ----------------------------------------------------------------------------
+    @property
+    def teacher(self) -> str | None:
+        """The imitation teacher's policy name (``init = "imitate:NAME"``), else None."""
+        return self.init.split(":", 1)[1] if self.init.startswith("imitate:") else None
+
     @property
     def batch_size(self) -> int:
         """Transitions per update (``num_envs * num_steps``)."""
@@ -122,6 +138,8 @@ class TrainConfig:
             if f.name in ("source", "env_id", "env_settings", "sweep", "sb3_kwargs"):
                 continue
             v = getattr(self, f.name)
+            if f.name in _OPTIONAL_AT_DEFAULT and v == f.default:
+                continue  # keys added later are left out at their defaults: older runs keep their hash
             d[f.name] = list(v) if isinstance(v, tuple) else v
         d["env"] = {"id": self.env_id, **self.env_settings_dict()}
         if self.sweep:
@@ -155,6 +173,11 @@ def _to_toml_shape(changes: dict[str, Any]) -> dict[str, Any]:
     if "env_id" in out or "env_settings" in out:
         raise TrainConfigError("replace(): change the env through env={'id': ..., **settings}")
     return out
+
+
+#: keys that ``to_dict`` omits at their default value (so configs written before they existed
+#: keep the same hash and their runs resume)
+_OPTIONAL_AT_DEFAULT = ("init", "imitate_learners", "imitate_steps", "imitate_lr", "imitate_batch", "shaping")
 
 
 # ---- validation ---------------------------------------------------------------------------------
@@ -202,9 +225,12 @@ _FLOAT_RANGES = {
     "ent_coef": (0.0, None, False, False),
     "vf_coef": (0.0, None, False, False),
     "max_grad_norm": (0.0, None, True, False),
+    "imitate_lr": (0.0, 1.0, True, False),
+    "shaping": (0.0, None, False, False),
 }
 _INT_KEYS = {"total_timesteps": 1, "num_envs": 1, "num_steps": 1, "epochs": 1, "minibatches": 1, "gru_size": 1,
-             "chunk_updates": 1, "eval_learners": 1, "eval_seed": 0, "keep_checkpoints": 1}
+             "chunk_updates": 1, "eval_learners": 1, "eval_seed": 0, "keep_checkpoints": 1,
+             "imitate_learners": 1, "imitate_steps": 1, "imitate_batch": 1}
 _BOOL_KEYS = ("anneal_lr", "recurrent", "normalize_obs")
 ACTIVATIONS = ("tanh", "relu")
 
@@ -271,6 +297,9 @@ def train_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Trai
             raise _err(source, "activation", f"expected one of {', '.join(ACTIVATIONS)}, got {data['activation']!r}")
         v["activation"] = data["activation"]
 
+    if "init" in data:
+        v["init"] = _check_init(data["init"], source)
+
     sweep = data.get("sweep", {})
     if not isinstance(sweep, dict):
         raise _err(source, "sweep", "expected a table of hyperparameter = [values]")
@@ -307,6 +336,10 @@ def train_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Trai
     if cfg.num_updates > INT_MAX or cfg.batch_size > INT_MAX:
         raise _err(source, "total_timesteps", f"total_timesteps / (num_envs * num_steps) = {cfg.num_updates:,} updates "
                                               f"and num_envs * num_steps = {cfg.batch_size:,} must each be at most {INT_MAX:,}")
+    if algo != "jax_ppo":
+        for key in ("init", "shaping"):
+            if getattr(cfg, key) != getattr(TrainConfig, key):
+                raise _err(source, key, f"only used by algo 'jax_ppo', got algo = {algo!r}")
     if algo.startswith("sb3_"):
         from pedagogym.agents.sb3_agents import check_sb3_kwargs
 
@@ -314,6 +347,20 @@ def train_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Trai
         if problem:
             raise _err(source, "sb3", problem)
     return cfg
+
+
+def _check_init(value: Any, source: str) -> str:
+    """``"none"`` or ``"imitate:POLICY"`` with POLICY a registered policy."""
+    from pedagogym.policies import POLICIES
+
+    if value == "none":
+        return value
+    if not isinstance(value, str) or not value.startswith("imitate:"):
+        raise _err(source, "init", f"expected \"none\" or \"imitate:POLICY\" (a registered policy), got {value!r}")
+    name = value.split(":", 1)[1]
+    if name not in POLICIES:
+        raise _err(source, "init", f"unknown policy {name!r} to imitate; known: {', '.join(POLICIES.names())}")
+    return value
 
 
 def load_train_config(path: str | Path) -> TrainConfig:

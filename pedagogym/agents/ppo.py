@@ -151,15 +151,39 @@ class PPOTrainer:
         """The network parameters ``init(key)`` starts from (the untrained policy)."""
         return self.spec.init_params(jax.random.split(key, 3)[0])
 
+    def potential(self, state: EnvState) -> Array:
+        """float32[] the shaping potential of one env state: ``shaping`` x mean belief."""
+        return self.config.shaping * jnp.mean(state.history.belief)
+
+    def warm_start(self, key: Array, gamma: Array):
+        """(params, obs statistics, loss curve, teacher data) of behaviour cloning of the
+        config's teacher (``init = "imitate:NAME"``), see :mod:`pedagogym.agents.imitation`."""
+        from pedagogym.agents.imitation import behaviour_clone, teacher_data
+        from pedagogym.experiments.rollout import learner_keys
+        from pedagogym.policies import POLICIES
+
+        cfg = self.config
+        k_data, k_fit = jax.random.split(key)
+        teacher = POLICIES.get(cfg.teacher)
+        data = teacher_data(self.env, self.env_params, teacher, self.built.config.horizon,
+                            learner_keys(k_data, cfg.imitate_learners), gamma,
+                            self.potential if cfg.shaping > 0 else None)
+        params, norm, losses = behaviour_clone(self.spec, k_fit, data, cfg.imitate_steps, cfg.imitate_lr,
+                                               cfg.imitate_batch, cfg.normalize_obs)
+        return params, norm, losses, data
+
     def init(self, key: Array, hparams: HParams | None = None) -> RunnerState:
         cfg = self.config
         hparams = self.default_hparams() if hparams is None else hparams
         k_net, k_env, key = jax.random.split(key, 3)
         params = self.spec.init_params(k_net)
+        obs_norm = ObsNorm.initial(self.spec.obs_size)
+        if cfg.teacher is not None:
+            params, obs_norm, _, _ = self.warm_start(jax.random.fold_in(k_net, 1), hparams.gamma)
         obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(jax.random.split(k_env, cfg.num_envs), self.env_params)
         mask = jax.vmap(self.env.action_mask, in_axes=(0, None))(env_state, self.env_params)
         carry = self.spec.initial_carry(cfg.num_envs) if self.spec.recurrent else jnp.zeros((cfg.num_envs, 1), jnp.float32)
-        return RunnerState(params=params, opt_state=self.optimizer.init(params), obs_norm=ObsNorm.initial(self.spec.obs_size),
+        return RunnerState(params=params, opt_state=self.optimizer.init(params), obs_norm=obs_norm,
                            env_state=env_state, obs=obs, mask=mask, carry=carry, reset=jnp.ones((cfg.num_envs,), bool),
                            ep_return=jnp.zeros((cfg.num_envs,), jnp.float32), key=key,
                            update=jnp.zeros((), jnp.int32), hparams=hparams)
@@ -179,8 +203,13 @@ class PPOTrainer:
                                                                     rs.env_state, action, ep)
             done = term | trunc
             ret = rs.ep_return + reward
+            if cfg.shaping > 0:  # potential-based (Ng et al. 1999): phi = 0 once an episode ends
+                phi, phi_next = jax.vmap(self.potential)(rs.env_state), jax.vmap(self.potential)(env_state)
+                train_reward = reward + rs.hparams.gamma * jnp.where(done, 0.0, phi_next) - phi
+            else:
+                train_reward = reward
             tr = Transition(obs=x, mask=rs.mask, reset=rs.reset, action=action, logp=logp, value=value,
-                            reward=reward, done=done)
+                            reward=train_reward, done=done)
             stats = (jnp.sum(jnp.where(done, ret, 0.0)), jnp.sum(done.astype(jnp.float32)),
                      jnp.mean((~info["valid_action"]).astype(jnp.float32)))
             rs = rs._replace(obs_norm=obs_norm, env_state=env_state, obs=obs, mask=info["action_mask"], carry=carry,

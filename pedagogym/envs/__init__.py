@@ -9,7 +9,7 @@ import gymnasium as gym
 
 from pedagogym.envs.config import BuiltEnv, EnvConfig, EnvConfigError, build, load_env_config
 from pedagogym.envs.core import EnvParams, EnvState, PedagogyEnv
-from pedagogym.envs.observations import Featurizer, History, ObserverParams, PlatformFeatures
+from pedagogym.envs.observations import Featurizer, History, ObserverParams, PlatformFeatures, TeacherFeatures
 from pedagogym.envs.rewards import ALL_REWARDS, Reward
 from pedagogym.registry import Registry
 
@@ -20,6 +20,7 @@ ENV_IDS: Registry[EnvConfig] = Registry("env")
 for _r in ALL_REWARDS:
     REWARDS.register(_r.name, _r)
 FEATURIZERS.register(PlatformFeatures.name, PlatformFeatures())
+FEATURIZERS.register(TeacherFeatures.name, TeacherFeatures())
 
 _SKILL = dict(curriculum="maths_fractions", population="heterogeneous", reward="posttest", horizon=200,
               session_minutes=20.0, prerequisites=True, unlock_threshold=0.0)

@@ -155,3 +155,41 @@ class PlatformFeatures(Featurizer):
             recency,
             scalars,
         ]).astype(jnp.float32)
+
+
+class TeacherFeatures(PlatformFeatures):
+    """``platform``'s features (same layout, first), then what the hand-written teachers
+    compute from them, so a network does not have to rediscover it (all from the event log
+    and the curriculum):
+
+    ======================  ======  =====================================================
+    name                    size    definition
+    ======================  ======  =====================================================
+    prereq_belief[s]        S       prod over s's prerequisites of (0.1 + 0.9 belief[p])
+    learnable[i]            I       mean over i's skills of (1 - belief) x prereq_belief
+    item_days[i]            I       log1p(days since i was last presented); 0 if never
+    item_seen[i]            I       1 if i was ever presented
+    ======================  ======  =====================================================
+
+    Not exportable yet (the bundle's event-log runtime implements ``platform`` only).
+    """
+
+    name = "teacher"
+    FLOOR: ClassVar[float] = 0.1
+
+    def feature_names(self, skill_ids: tuple[str, ...], item_ids: tuple[str, ...]) -> list[str]:
+        names = super().feature_names(skill_ids, item_ids)
+        names += [f"prereq_belief[{s}]" for s in skill_ids]
+        for group in ("learnable", "item_days", "item_seen"):
+            names += [f"{group}[{i}]" for i in item_ids]
+        return names
+
+    def __call__(self, h: History, curr: CurriculumArrays, horizon: Array, session_s: Array) -> Array:
+        base = super().__call__(h, curr, horizon, session_s)
+        factor = self.FLOOR + (1.0 - self.FLOOR) * h.belief
+        gate = jnp.exp(jnp.log(factor) @ (curr.prereq > 0).astype(jnp.float32).T)
+        q = (curr.q_matrix > 0).astype(jnp.float32)
+        learnable = q @ ((1.0 - h.belief) * gate) / jnp.maximum(q @ jnp.ones_like(h.belief), 1.0)
+        seen = h.item_last_t >= 0
+        days = jnp.where(seen, jnp.log1p(jnp.maximum(h.t - h.item_last_t, 0.0)), 0.0)
+        return jnp.concatenate([base, gate, learnable, days, seen.astype(jnp.float32)]).astype(jnp.float32)

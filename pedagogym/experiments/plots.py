@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from pedagogym.io import atomic_write  # noqa: E402
+from pedagogym.policies import PRIVILEGED_MARK, is_privileged  # noqa: E402
 
 SIM = ["env", "student_model", "population"]
 
@@ -37,11 +38,23 @@ def _save(fig, path: Path) -> None:
 
 
 def _short(policy: str) -> str:
-    """A legend label: a trained agent ``agent:/long/path/RUN#K`` shows as ``agent:RUN#K``."""
+    """A legend label: a trained agent ``agent:/long/path/RUN#K`` shows as ``agent:RUN#K``;
+    a privileged policy is marked ``(privileged)``."""
     if policy.startswith("agent:"):
         path, sep, index = policy[len("agent:"):].partition("#")
         return f"agent:{Path(path).name}{sep}{index}"
-    return policy
+    return policy + PRIVILEGED_MARK if is_privileged(policy) else policy
+
+
+def _style(policy: str) -> dict:
+    """Privileged policies are drawn dashed, so they never read as deployable candidates."""
+    return {"ls": "--"} if is_privileged(policy) else {}
+
+
+def _legend(ax, **kw) -> None:
+    """A legend on every panel (panels of different settings show different policies)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kw)
 
 
 def _title(key) -> str:
@@ -56,11 +69,11 @@ def plot_curves(out: Path) -> None:
     fig, axes = _grid(len(groups))
     for ax, (key, g) in zip(axes, groups):
         for pol, gp in g.groupby("policy", sort=False):
-            ax.plot(gp.step, gp["mean"], color=color[pol], label=_short(pol), lw=1.6)
+            ax.plot(gp.step, gp["mean"], color=color[pol], label=_short(pol), lw=1.6, **_style(pol))
             ax.fill_between(gp.step, gp.ci_low, gp.ci_high, color=color[pol], alpha=0.2, lw=0)
         ax.set(title=_title(key), xlabel="items presented", ylabel="mean true mastery", ylim=(0, 1.02))
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, loc="lower right")
+        _legend(ax, fontsize=7, loc="lower right")
     fig.suptitle("Mastery (skill models) / recall (memory models)\nover the episode, 95% CI bands", fontsize=11)
     _save(fig, out / "curves.png")
 
@@ -78,11 +91,13 @@ def plot_subgroups(out: Path) -> None:
             gp = g[g.policy == pol].set_index("subgroup").reindex(subgroups)
             x = np.arange(len(subgroups)) + (k - (len(policies) - 1) / 2) * width
             err = np.vstack([gp.post_test_mean - gp.ci_low, gp.ci_high - gp.post_test_mean])
-            ax.bar(x, gp.post_test_mean, width, yerr=np.nan_to_num(err), color=color[pol], label=_short(pol), capsize=2)
+            if gp.post_test_mean.notna().any():  # only the policies this panel's setting ran
+                ax.bar(x, gp.post_test_mean, width, yerr=np.nan_to_num(err), color=color[pol], label=_short(pol),
+                       capsize=2, hatch="//" if is_privileged(pol) else None)
         ax.set_xticks(np.arange(len(subgroups)), subgroups, rotation=20, ha="right", fontsize=8)
         ax.set(title=_title(key), ylabel="post-test score", ylim=(0, 1.05))
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=7, ncol=2)
+        _legend(ax, fontsize=6, ncol=2)
     fig.suptitle("Outcomes by population subgroup (mean, 95% CI)", fontsize=11)
     _save(fig, out / "subgroups.png")
 
@@ -101,11 +116,11 @@ def plot_time_to_mastery(out: Path) -> None:
             n = int(g[g.policy == pol].n.iloc[0])
             y = np.cumsum(gp["count"].to_numpy()) / n
             ax.step(np.concatenate([[0], x, [horizon]]), np.concatenate([[0], y, [y[-1] if len(y) else 0]]),
-                    where="post", color=color[pol], label=_short(pol))
+                    where="post", color=color[pol], label=_short(pol), **_style(pol))
         ax.set(title=_title(key), xlabel="items presented", ylabel="fraction of learners who mastered all skills",
                ylim=(0, 1.02))
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, loc="upper left")
+        _legend(ax, fontsize=7, loc="upper left")
     fig.suptitle("Time to mastery (cumulative distribution)", fontsize=11)
     _save(fig, out / "time_to_mastery.png")
 
@@ -127,7 +142,9 @@ def plot_matrix(out: Path) -> None:
                         color="black" if vals[i, j] > mid else "white")
     label = metric.replace("_", " ")
     fig.colorbar(im, ax=ax, label=label if label.startswith("mean") else f"mean {label}")
-    ax.set_title("Robust evaluation matrix: policy x simulator")
+    ax.set_title("Robust evaluation matrix: policy x simulator"
+                 + ("\n(privileged: reads the latent state, a bound, not deployable)"
+                    if any(is_privileged(p) for p in df.index) else ""))
     _save(fig, out / "matrix.png")
 
 

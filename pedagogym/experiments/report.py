@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from pedagogym.experiments.config import ExperimentConfig, ci_halfwidth
+from pedagogym.policies import PRIVILEGED_MARK, is_privileged
 from pedagogym.io import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
@@ -240,7 +241,8 @@ def summary_markdown(summary: pd.DataFrame, config: ExperimentConfig) -> str:
     primary = matrix_metric(config.metrics)  # rows sorted by it; its paired Δ is shown
     lines = [f"# {config.name}: policy comparison", "",
              f"{config.learners} simulated learners per cell x {len(config.seeds)} seed(s) {list(config.seeds)}; "
-             f"mean [95% CI]. Δ is the paired difference to `{b}` on the same learners (common random numbers).", ""]
+             f"mean [95% CI]. Δ is the paired difference to `{b}` on the same learners (common random numbers). "
+             "(privileged): reads the simulated learner's latent state; a bound, not a deployable policy.", ""]
     for sim, g in summary.groupby(SIM, sort=False):
         # ability RMSE only where the model has an ability (IRT); test length only beside it
         has_ability = "ability_rmse_mean" in g and bool(np.isfinite(g["ability_rmse_mean"].astype(float)).any())
@@ -253,7 +255,7 @@ def summary_markdown(summary: pd.DataFrame, config: ExperimentConfig) -> str:
         lower_better = primary in ("steps_to_mastery", "dropped", "time_spent_min", "ability_rmse", "test_length")
         g = g.sort_values(f"{primary}_mean" if primary in cols else KEYS[3], ascending=lower_better)
         for _, r in g.iterrows():
-            cells = [f"`{r.policy}`"]
+            cells = [f"`{r.policy}`" + (PRIVILEGED_MARK if is_privileged(r.policy) else "")]
             for c in cols:
                 pct = c in ("mastered", "dropped")
                 digits = 1 if c in ("steps_to_mastery", "time_spent_min", "test_length") else 3

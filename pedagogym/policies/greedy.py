@@ -1,5 +1,7 @@
 """One-step greedy policies: on the observable belief (``greedy_gain``) and on the true
-latent state (``oracle``, privileged: an upper bound, never deployable)."""
+latent state (privileged, never deployable): ``greedy_oracle`` (greedy on the true mastery
+now, a privileged heuristic) and ``upper_bound`` (greedy on the true post-test at the
+projected test time, the bound the report compares deployable policies with)."""
 from __future__ import annotations
 
 import jax
@@ -11,6 +13,8 @@ from pedagogym.envs.observations import ObserverParams
 from pedagogym.policies.base import Policy
 from pedagogym.policies.common import designer_rank, lexicographic, observed_kind
 from pedagogym.student_models import bkt
+
+SECONDS_PER_DAY = 86400.0
 
 
 def expected_belief_gain(belief: Array, observer: ObserverParams, curr: CurriculumArrays,
@@ -52,8 +56,9 @@ class GreedyGain(Policy):
         return lexicographic(view.action_mask, (gain, -designer_rank(curr))), pstate
 
 
-class Oracle(Policy):
-    """Privileged upper bound: for each valid item, the expected one-step increase of the
+class GreedyOracle(Policy):
+    """Privileged heuristic (formerly ``oracle``; not an upper bound: on memory models it
+    optimises recall *now*, not at the test, and scores below random on vocab/HLR): for each valid item, the expected one-step increase of the
     learner's TRUE mean mastery (at the current time) from presenting it, estimated with
     ``n_samples`` draws of ``env.learner.attempt`` (the same draws for every item: common
     random numbers); pick the max.
@@ -65,13 +70,13 @@ class Oracle(Policy):
     otherwise never practise a prerequisite the learner already knows, and the skills
     behind it would stay locked); then designer order."""
 
-    name = "oracle"
-    description = "privileged: greedy on the true latent mastery gain (upper bound)"
+    name = "greedy_oracle"
+    description = "privileged heuristic: greedy on the true latent mastery gain now (not an upper bound)"
     privileged = True
 
     def __init__(self, n_samples: int = 8):
         if n_samples < 1:
-            raise ValueError(f"oracle: n_samples must be >= 1, got {n_samples}")
+            raise ValueError(f"{self.name}: n_samples must be >= 1, got {n_samples}")
         self.n_samples = int(n_samples)
 
     def _static_key(self) -> tuple:
@@ -81,7 +86,7 @@ class Oracle(Policy):
         """float32[I] sample mean of the one-step gain in true mean mastery per item."""
         st = view.latent
         if st is None:
-            raise ValueError("oracle is privileged: its view needs the latent EnvState (PolicyView.latent)")
+            raise ValueError(f"{self.name} is privileged: its view needs the latent EnvState (PolicyView.latent)")
         curr, lp, ls, t = params.curriculum, st.learner, st.student, st.history.t
         before = jnp.mean(env.learner.mastery(lp, ls, curr, t))
         keys = jax.random.split(key, self.n_samples)
@@ -117,6 +122,64 @@ class Oracle(Policy):
         wanted = jnp.any((curr.q_matrix > 0) & locked[:, None] & (mastery < params.mastery_threshold)[None, :], axis=0)
         blocking = jnp.any(wanted[:, None] & (curr.prereq > 0), axis=0) & (h.belief < params.unlock_threshold)
         return expected_belief_gain(h.belief, params.observer, curr, blocking.astype(jnp.float32))
+
+
+def projected_test_time(view, params, env) -> Array:
+    """float32[] the day the post-test will happen, projected from the true state: the
+    remaining items (``horizon - step``) at the learner's expected seconds per item
+    (log-normal response times: mean duration x exp(-speed + sigma^2 / 2)) fill what is left
+    of this session, then whole sessions ``7 / sessions_per_week`` days apart; plus
+    ``test_delay_days``."""
+    st = view.latent
+    h, curr, lp = st.history, params.curriculum, st.learner
+    sec_per_item = jnp.mean(curr.duration) * jnp.exp(-lp.rt.speed + 0.5 * lp.rt.sigma ** 2)
+    sec_left = jnp.maximum(params.horizon - h.step, 0).astype(jnp.float32) * sec_per_item
+    in_session = jnp.maximum(params.session_s - (h.t - h.session_start) * SECONDS_PER_DAY, 0.0)
+    extra = jnp.maximum(sec_left - in_session, 0.0)
+    n_more = jnp.ceil(extra / params.session_s)
+    gap = 7.0 / lp.traits.sessions_per_week
+    last_part = (extra - jnp.maximum(n_more - 1.0, 0.0) * params.session_s) / SECONDS_PER_DAY
+    t_end = jnp.where(extra > 0, h.session_start + n_more * gap + last_part, h.t + sec_left / SECONDS_PER_DAY)
+    return t_end + params.test_delay_days
+
+
+class UpperBound(GreedyOracle):
+    """Privileged upper bound: plans on the TRUE latent state with the simulator's own
+    functions. For each valid item, the expected one-step gain (``n_samples`` draws of
+    ``env.learner.attempt``, the same draws for every item: common random numbers) in
+
+        value(state) = post-test score + mean true mastery, both at the projected test time
+
+    (:func:`projected_test_time`; the post-test is the evaluation's own
+    ``env.learner.post_test``, the mastery mean a dense companion for conjunctive test items).
+    Where the test comes later than now (memory models, ``test_delay_days``), a review counts
+    for what is left of it at the test, not for today's recall -- the reason
+    ``greedy_oracle`` loses to random on vocab/HLR. Ties as in :class:`GreedyOracle`
+    (learnable mass, prerequisites that unlock unmastered skills, designer order).
+
+    Measured above the best non-privileged policy on the quickstart's maths/BKT, maths/PFA and
+    vocab/HLR (README "Policies"), and by the tests on a small case of each family; call it an
+    upper bound only where that was measured."""
+
+    name = "upper_bound"
+    description = "privileged: greedy on the true post-test gain at the projected test time (upper bound)"
+    privileged = True
+
+    def expected_gain(self, key: Array, view, params, env) -> Array:
+        st = view.latent
+        if st is None:
+            raise ValueError(f"{self.name} is privileged: its view needs the latent EnvState (PolicyView.latent)")
+        curr, lp, ls, t = params.curriculum, st.learner, st.student, st.history.t
+        t_eval = projected_test_time(view, params, env)
+
+        def value(state):
+            return env.learner.post_test(lp, state, curr, t_eval) + jnp.mean(env.learner.mastery(lp, state, curr, t_eval))
+
+        before = value(ls)
+        keys = jax.random.split(key, self.n_samples)
+        items = jnp.arange(curr.n_items, dtype=jnp.int32)
+        after = jax.vmap(lambda i: jnp.mean(jax.vmap(lambda k: value(env.learner.attempt(k, lp, ls, curr, i, t).state))(keys)))
+        return after(items) - before
 
 
 class RecallThreshold(Policy):
