@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     from pedagogym.agents.networks import ObsNorm
     from pedagogym.agents.policy import TrainedPolicy
     from pedagogym.agents.ppo import PPOTrainer
-    from pedagogym.experiments.rollout import evaluate, learner_keys
+    from pedagogym.policies.rollout import evaluate, learner_keys
     from pedagogym.policies import POLICIES
 
     report = {"learners": args.learners, "seed": args.seed, "devices": str(jax.devices()), "simulators": {}}

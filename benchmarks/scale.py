@@ -2,7 +2,7 @@
 
     python benchmarks/scale.py [--learners 65536] [--memory-learners 1000000] [--horizon 50]
 
-- ``devices``: learner-episodes/s of :func:`pedagogym.experiments.rollout.evaluate` with
+- ``devices``: learner-episodes/s of :func:`pedagogym.policies.rollout.evaluate` with
   1 and 2 forced CPU devices (``XLA_FLAGS=--xla_force_host_platform_device_count=K``, one
   subprocess each; compile excluded: a warm-up call on the same shapes first). On a CPU the
   forced devices share the same cores, so this shows the overhead of sharding, not a speed-up.
@@ -31,7 +31,7 @@ DEVICES = textwrap.dedent("""
     import json, sys, time
     import jax
     from pedagogym.envs import make
-    from pedagogym.experiments.rollout import evaluate, learner_keys
+    from pedagogym.policies.rollout import evaluate, learner_keys
     from pedagogym.policies import POLICIES
     n, horizon, env_id = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     built = make(env_id, curriculum="tiny", horizon=horizon)

@@ -9,9 +9,21 @@ from pathlib import Path
 from pedagogym.errors import UsageError, exit_on_user_error
 
 
-def _cmd_list(args: argparse.Namespace) -> int:
-    from pedagogym.registry import all_registries
+def all_registries() -> dict:
+    """Every registry, after importing the packages that fill them (the top layer may import
+    every layer; the registry module itself imports none of them)."""
+    import pedagogym.curriculum  # noqa: F401  (each import registers its entries; bottom layer first)
+    import pedagogym.student_models  # noqa: F401
+    import pedagogym.envs  # noqa: F401
+    import pedagogym.policies  # noqa: F401
+    import pedagogym.agents  # noqa: F401
+    import pedagogym.warning.targets  # noqa: F401
+    from pedagogym.registry import registries
 
+    return registries()
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
     for kind, registry in all_registries().items():
         if args.kind and kind != args.kind:
             continue
@@ -26,7 +38,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from pedagogym.envs import make
-    from pedagogym.experiments.rollout import evaluate, learner_keys
+    from pedagogym.policies.rollout import evaluate, learner_keys
     from pedagogym.policies import POLICIES
 
     built = make(args.env, **({"horizon": args.horizon} if args.horizon else {}))

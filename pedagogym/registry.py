@@ -92,15 +92,6 @@ class Registry(Generic[T]):
         return len(self._entries)
 
 
-def all_registries() -> dict[str, Registry]:
-    """Every registry, after importing the modules that fill them."""
-    import pedagogym.curriculum  # noqa: F401
-    import pedagogym.student_models  # noqa: F401
-
-    for optional in ("pedagogym.envs", "pedagogym.policies", "pedagogym.agents", "pedagogym.warning.targets"):
-        try:
-            __import__(optional)
-        except ModuleNotFoundError as exc:  # a later layer not built yet
-            if exc.name != optional:
-                raise
+def registries() -> dict[str, Registry]:
+    """Every registry created so far, by kind (the CLI imports the packages that fill them)."""
     return dict(_ALL)

@@ -28,7 +28,7 @@ from pedagogym.agents.networks import NEG_LOGIT, ObsNorm, masked_logits
 from pedagogym.agents.policy import TorchMLPPolicy
 from pedagogym.agents.ppo import AgentBatch, PPOTrainer
 from pedagogym.agents.run import read_curves
-from pedagogym.experiments.rollout import evaluate, learner_keys
+from pedagogym.policies.rollout import evaluate, learner_keys
 
 REPO = Path(__file__).resolve().parents[1]
 

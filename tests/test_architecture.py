@@ -15,38 +15,29 @@ from pedagogym.policies.base import Policy
 from pedagogym.student_models.base import StudentModel
 
 ROOT = Path(__file__).resolve().parents[1] / "pedagogym"
-ITEM_1 = "moves to registration modules (issue 19 item 1)"
-ITEM_2 = "cell code moves to experiments/cells.py (issue 19 item 2)"
 
 # cycles (strongly connected components of the import graph) that exist today, with why
-SM = "pedagogym.student_models"
 ALLOWED_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"pedagogym.curriculum", "pedagogym.registry", SM, *(f"{SM}.{m}" for m in (
-        "actr", "base", "bkt", "components", "efc", "fsrs", "hlr", "irt", "learner", "pfa", "population"))}):
-        f"registry.all_registries imports the packages that import registry; {ITEM_1}",
-    frozenset({"pedagogym.envs", "pedagogym.envs.config"}): ITEM_1,
-    frozenset({"pedagogym.agents", *(f"pedagogym.agents.{m}" for m in (
-        "algos", "config", "policy", "ppo", "run", "sb3_agents"))}): ITEM_1,
-    frozenset({"pedagogym.experiments.backends", "pedagogym.experiments.report", "pedagogym.experiments.runner"}): ITEM_2,
+    frozenset({"pedagogym.envs", "pedagogym.envs.config"}):
+        "envs/__init__ registers the ids and envs.config builds envs by id; goes with envs/registration.py (issue 18)",
 }
 
-# layers, bottom first: a module may import its own layer and the ones below
+# layers, bottom first: a module may import its own layer and the ones below. The agents sit
+# below experiments (a run evaluates `agent:RUN_DIR` policies; agents never import experiments);
+# each feature's own command-line module (`pedagogym.<feature>.cli`) belongs to the CLI layer.
 LAYERS = (
     ("neutral", ("__init__", "errors", "io", "registry", "tomlfile", "sharding", "schema")),  # __init__: __version__
     ("curriculum", ("curriculum",)),
     ("student_models", ("student_models",)),
     ("envs", ("envs",)),
     ("policies", ("policies",)),
+    ("agents", ("agents",)),
     ("experiments", ("experiments",)),
-    ("features", ("agents", "stress", "fitting", "warning", "export", "bench")),
+    ("features", ("stress", "fitting", "warning", "export", "bench", "replicate")),
     ("cli", ("cli",)),
 )
 # imports against the layers that exist today, with why: (importer, imported) -> reason
 ALLOWED_UPWARD: dict[tuple[str, str], str] = {
-    ("pedagogym.registry", "pedagogym.curriculum"): f"all_registries moves to the CLI; {ITEM_1}",
-    ("pedagogym.registry", SM): f"all_registries moves to the CLI; {ITEM_1}",
-    ("pedagogym.experiments.config", "pedagogym.agents"): f"agent:RUN_DIR policies; agents' place in the layers is {ITEM_1}",
-    ("pedagogym.experiments.runner", "pedagogym.agents"): f"agent:RUN_DIR policies; agents' place in the layers is {ITEM_1}",
     ("pedagogym.envs.config", "pedagogym.fitting.population_file"):
         "a fitted population's parameters are applied when the env is built; the reader belongs below envs",
 }
@@ -148,9 +139,12 @@ def cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
 
 def layer_of(module: str) -> int | None:
     """Index in LAYERS of a module (None: the deploy runtime, which stands alone)."""
-    head = module.split(".")[1] if "." in module else "__init__"
+    parts = module.split(".")
+    head = parts[1] if len(parts) > 1 else "__init__"
     if head == "deploy":
         return None
+    if parts[-1] == "cli":  # pedagogym.cli and every pedagogym.<feature>.cli
+        return len(LAYERS) - 1
     return next(k for k, (_, heads) in enumerate(LAYERS) if head in heads)
 
 

@@ -15,7 +15,7 @@ from pedagogym.curriculum import resolve_curriculum
 from pedagogym.curriculum.item_bank import BANK_PATH, item_bank, to_toml
 from pedagogym.envs import ability, make
 from pedagogym.experiments.report import summary_table
-from pedagogym.experiments.rollout import evaluate, learner_keys
+from pedagogym.policies.rollout import evaluate, learner_keys
 from pedagogym.policies import POLICIES, PolicyView
 from pedagogym.policies.cat import item_information, posterior_kl
 from pedagogym.student_models.irt import fisher_information_3pl, prob_3pl

@@ -59,7 +59,7 @@ def test_infeasible_or_unknown_constraints_are_refused_when_built():
 
 
 def test_constraints_hold_over_whole_rollouts_for_every_kind_of_policy():
-    from pedagogym.experiments.rollout import evaluate, learner_keys
+    from pedagogym.policies.rollout import evaluate, learner_keys
 
     params = BUILT.params._replace(constraints=build_constraints(TINY, forbid_skills=["b"], forbid_items=["a2"]))
     keys = learner_keys(jax.random.PRNGKey(2), 16)

@@ -226,7 +226,7 @@ def test_make_accepts_toml_config(tmp_path):
 
 def test_engagement_env_can_drop_out():
     built = make("pedagogym/EngagedBKT-v0", curriculum="tiny", horizon=400)
-    from pedagogym.experiments.rollout import evaluate, learner_keys
+    from pedagogym.policies.rollout import evaluate, learner_keys
     from pedagogym.policies.base import DesignerOrder
 
     res = evaluate(built.env, DesignerOrder(repeats=50), 400, built.params, learner_keys(jax.random.PRNGKey(0), 200))

@@ -11,7 +11,7 @@ import pytest
 
 from pedagogym.experiments import experiment_from_dict
 from pedagogym.experiments.backends import CellJob, RayBackend
-from pedagogym.experiments.runner import cells_of
+from pedagogym.experiments.cells import cells_of
 
 CONFIG = {
     "name": "scale_errors",

@@ -22,7 +22,7 @@ from pedagogym.envs.config import EnvConfig, build
 from pedagogym.envs.core import EnvParams
 from pedagogym.envs.gym_env import PedagogyGymEnv
 from pedagogym.envs.observations import History, ObserverParams
-from pedagogym.experiments.rollout import evaluate, learner_keys
+from pedagogym.policies.rollout import evaluate, learner_keys
 from pedagogym.policies import POLICIES, PolicyView, expected_belief_gain, sm2_easiness, sm2_review
 from pedagogym.policies.gym import GymPolicyRunner
 from pedagogym.policies.schedulers import FSRSSchedState, SM2State

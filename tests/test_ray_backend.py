@@ -15,7 +15,7 @@ import ray  # the [dist] extra, installed by [dev]
 from pedagogym.agents.distributed import TrainGroupJob, train_groups
 from pedagogym.experiments import experiment_from_dict, run_experiment
 from pedagogym.experiments.backends import CellJob, RayBackend
-from pedagogym.experiments.runner import cells_of
+from pedagogym.experiments.cells import cells_of
 
 GRID = {
     "name": "raygrid",

@@ -15,7 +15,7 @@ import pytest
 
 from pedagogym.errors import PedagogymError
 from pedagogym.experiments import ExperimentConfigError, experiment_from_dict, run_experiment
-from pedagogym.experiments.runner import cells_of, load_cell
+from pedagogym.experiments.cells import cells_of, load_cell
 from pedagogym.io import LOCK_NAME, DirLock, confined, is_safe_name
 
 TINY_CURRICULUM = (Path(__file__).resolve().parents[1] / "pedagogym" / "curriculum" / "builtin" / "tiny.toml").read_text()

@@ -18,7 +18,7 @@ import pytest
 from pedagogym.experiments import experiment_from_dict, run_experiment
 from pedagogym.experiments import runner as runner_mod
 from pedagogym.experiments.report import write_report
-from pedagogym.experiments.runner import cells_of, compute_cell, load_cell
+from pedagogym.experiments.cells import cells_of, compute_cell, load_cell
 
 GRID = {
     "name": "scale",

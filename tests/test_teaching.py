@@ -15,7 +15,7 @@ import pytest
 from pedagogym.agents import TrainConfigError, train_config_from_dict
 from pedagogym.envs import make
 from pedagogym.envs.observations import History, ObserverParams
-from pedagogym.experiments.rollout import evaluate, learner_keys
+from pedagogym.policies.rollout import evaluate, learner_keys
 from pedagogym.policies import POLICIES, PolicyView
 from pedagogym.policies.planning import planned_gain, prerequisite_gate
 

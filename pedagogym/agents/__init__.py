@@ -18,14 +18,9 @@ from pedagogym.agents.checkpoint import CheckpointError
 from pedagogym.agents.config import ALGOS, TrainConfig, TrainConfigError, load_train_config, train_config_from_dict
 from pedagogym.agents.policy import TorchLSTMPolicy, TorchMLPPolicy, TrainedPolicy
 from pedagogym.agents.ppo import HParams, PPOTrainer, make_train
-from pedagogym.agents.run import read_run_manifest, train
-from pedagogym.agents.sb3_agents import ALGORITHMS as _SB3_ALGORITHMS
-from pedagogym.registry import Registry
-
-AGENTS: Registry[Algorithm] = Registry("agent")
-for _algo in (JaxPPO(), *_SB3_ALGORITHMS):
-    AGENTS.register(_algo.name, _algo)
-assert tuple(AGENTS.names()) == ALGOS
+from pedagogym.agents.run import read_run_manifest
+from pedagogym.agents.training import train
+from pedagogym.agents.registry import AGENTS
 
 AGENT_PREFIX = "agent:"
 _NAME = re.compile(r"^agent:(?P<path>.+?)(?:#(?P<index>\d+|best))?$")

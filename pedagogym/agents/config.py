@@ -341,7 +341,7 @@ def train_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Trai
             if getattr(cfg, key) != getattr(TrainConfig, key):
                 raise _err(source, key, f"only used by algo 'jax_ppo', got algo = {algo!r}")
     if algo.startswith("sb3_"):
-        from pedagogym.agents.sb3_agents import check_sb3_kwargs
+        from pedagogym.agents.sb3_classes import check_sb3_kwargs  # deferred: inspects SB3 (torch) classes
 
         problem = check_sb3_kwargs(algo, cfg.sb3_kwargs_dict())
         if problem:

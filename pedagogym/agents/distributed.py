@@ -6,7 +6,7 @@
     <out>/groups.json   which seed went where, and whether every group finished
 
 Each task trains its group into a private directory on its worker (the ordinary
-:func:`pedagogym.agents.run.train`) and returns that directory's files; this process writes
+:func:`pedagogym.agents.training.train`) and returns that directory's files; this process writes
 them under ``<out>/seed_<S>/`` (each file atomically, the manifest last), so workers need no
 shared disk. A group whose task fails or whose worker dies is reported and left out; a
 rerun trains just the groups without a complete manifest (from scratch: their partial
@@ -49,7 +49,7 @@ class TrainGroupJob:
     """Train one group in a private directory; return ``{relative path: bytes}`` of its files."""
 
     def __call__(self, group: TrainConfig) -> dict[str, bytes]:
-        from pedagogym.agents.run import train
+        from pedagogym.agents.training import train
 
         with tempfile.TemporaryDirectory(prefix="pedagogym-train-") as tmp:
             train(group, Path(tmp), progress=False)

@@ -45,7 +45,7 @@ def teacher_data(env, params, teacher, horizon: int, keys: Array, gamma: Array, 
     ``potential`` (EnvState -> float32[], optional): the shaping potential PPO adds
     (``r + gamma phi(s') - phi(s)``, zero at the end), so ``ret`` is the shaped return
     ``return - phi(s_t)`` the critic will be trained on."""
-    from pedagogym.experiments.rollout import view_of
+    from pedagogym.policies.rollout import view_of
 
     def episode(key):
         k_reset, k_env, k_policy = jax.random.split(key, 3)

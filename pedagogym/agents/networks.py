@@ -168,3 +168,16 @@ class NetworkSpec:
         return cls(obs_size=int(d["obs_size"]), n_actions=int(d["n_actions"]), hidden=tuple(int(h) for h in d["hidden"]),
                    activation=str(d.get("activation", "tanh")), recurrent=bool(d.get("recurrent", False)),
                    gru_size=int(d.get("gru_size", 128)))
+
+
+def policy_forward(spec: NetworkSpec, params: Any, obs_norm: ObsNorm | None, carry: Array, obs: Array,
+                   reset: Array) -> tuple[Array, Array, Array]:
+    """One decision for a batch: raw ``obs`` float32[B, D], ``carry`` float32[B, H], ``reset``
+    bool[B] -> (carry, logits float32[B, A], value float32[B]). Shared by training and the
+    deployed :class:`~pedagogym.agents.policy.TrainedPolicy`."""
+    x = normalize(obs_norm, obs)
+    if spec.recurrent:
+        carry, logits, value = spec.module().apply(params, carry, x[None], reset[None])
+        return carry, logits[0], value[0]
+    logits, value = spec.module().apply(params, x)
+    return carry, logits, value

@@ -1,5 +1,5 @@
 """Trained agents as :class:`~pedagogym.policies.base.Policy` objects, so that
-:func:`pedagogym.experiments.rollout.evaluate` (and ``pedagogym run``) meets them exactly like
+:func:`pedagogym.policies.rollout.evaluate` (and ``pedagogym run``) meets them exactly like
 hand-written policies.
 
 - :class:`TrainedPolicy`: a JAX PPO network (MLP or GRU) with its observation statistics.
@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from pedagogym.agents.networks import NetworkSpec, ObsNorm, masked_logits
+from pedagogym.agents.networks import NetworkSpec, ObsNorm, masked_logits, policy_forward
 from pedagogym.policies.base import Policy, masked_argmax, weights_fingerprint
 
 
@@ -59,8 +59,6 @@ class TrainedPolicy(Policy):
 
     def logits(self, pstate: Array, obs: Array) -> tuple[Array, Array]:
         """float32[A] logits for one raw observation, and the new GRU state."""
-        from pedagogym.agents.ppo import policy_forward
-
         carry, logits, _ = policy_forward(self.spec, self.params, self.obs_norm, pstate[None], obs[None],
                                           jnp.zeros((1,), bool))
         return logits[0], carry[0]

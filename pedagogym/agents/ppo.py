@@ -30,7 +30,7 @@ import optax
 from jax import Array
 
 from pedagogym.agents.config import SWEEPABLE, TrainConfig
-from pedagogym.agents.networks import NetworkSpec, ObsNorm, masked_entropy, masked_logits, normalize
+from pedagogym.agents.networks import NetworkSpec, ObsNorm, masked_entropy, masked_logits, normalize, policy_forward
 from pedagogym.envs.core import EnvState
 from pedagogym.envs.wrappers import batch_step
 
@@ -108,19 +108,6 @@ def network_spec(config: TrainConfig, built) -> NetworkSpec:
                        gru_size=config.gru_size)
 
 
-def policy_forward(spec: NetworkSpec, params: Any, obs_norm: ObsNorm | None, carry: Array, obs: Array,
-                   reset: Array) -> tuple[Array, Array, Array]:
-    """One decision for a batch: raw ``obs`` float32[B, D], ``carry`` float32[B, H], ``reset``
-    bool[B] -> (carry, logits float32[B, A], value float32[B]). Shared by training and the
-    deployed :class:`~pedagogym.agents.policy.TrainedPolicy`."""
-    x = normalize(obs_norm, obs)
-    if spec.recurrent:
-        carry, logits, value = spec.module().apply(params, carry, x[None], reset[None])
-        return carry, logits[0], value[0]
-    logits, value = spec.module().apply(params, x)
-    return carry, logits, value
-
-
 class PPOTrainer:
     """Builds the pure functions of one PPO configuration (env, network, optimiser are static)."""
 
@@ -159,7 +146,7 @@ class PPOTrainer:
         """(params, obs statistics, loss curve, teacher data) of behaviour cloning of the
         config's teacher (``init = "imitate:NAME"``), see :mod:`pedagogym.agents.imitation`."""
         from pedagogym.agents.imitation import behaviour_clone, teacher_data
-        from pedagogym.experiments.rollout import learner_keys
+        from pedagogym.policies.rollout import learner_keys
         from pedagogym.policies import POLICIES
 
         cfg = self.config
@@ -316,10 +303,10 @@ class PPOTrainer:
 
     # ---- evaluation (the experiment runner's rollout, inside the trace) ---------------------
     def evaluate(self, params: Any, obs_norm: ObsNorm, keys: Array, deterministic: bool = True):
-        """:class:`pedagogym.experiments.rollout.EpisodeResult` of the current policy on one
+        """:class:`pedagogym.policies.rollout.EpisodeResult` of the current policy on one
         learner per key (same episode code as ``pedagogym run``)."""
         from pedagogym.agents.policy import TrainedPolicy
-        from pedagogym.experiments.rollout import _episode
+        from pedagogym.policies.rollout import _episode
 
         policy = TrainedPolicy(self.spec, params, obs_norm if self.config.normalize_obs else None,
                                deterministic=deterministic, tag="<training>")
@@ -396,7 +383,7 @@ class AgentBatch:
 
     def evaluate(self, rs: RunnerState, n_learners: int, seed: int):
         """EpisodeResult with axes [N, n_learners]; every agent meets the same learners."""
-        from pedagogym.experiments.rollout import learner_keys
+        from pedagogym.policies.rollout import learner_keys
 
         keys = learner_keys(jax.random.PRNGKey(seed), n_learners)
         keys = jnp.broadcast_to(keys, (self.n_agents,) + keys.shape)

@@ -207,7 +207,7 @@ def read_run_manifest(run_dir: Path) -> dict[str, Any]:
 
 
 def inputs_fingerprint(built) -> dict[str, Any]:
-    from pedagogym.experiments.runner import simulator_fingerprint
+    from pedagogym.envs.fingerprint import simulator_fingerprint
 
     fp = simulator_fingerprint(built)
     fp.pop("settings")  # the settings are in the config hash already
@@ -252,26 +252,3 @@ def _prepare_dir(config: TrainConfig, out: Path, restart: bool, inputs: dict[str
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(cfg_path, {"hash": config.hash(), "config": config.to_dict(), "source": config.source,
                                  "inputs": inputs})
-
-
-def train(config: TrainConfig, out: str | Path, progress: bool = True, max_chunks: int | None = None,
-          restart: bool = False) -> dict[str, Any]:
-    """Train (or resume) every agent of ``config`` into ``out``; returns the run manifest."""
-    from pedagogym.agents import AGENTS
-
-    from pedagogym.io import DirLock
-
-    out = Path(out)
-    algo = AGENTS.get(config.algo)
-    built = config.build_env()
-    ctx = RunContext(config=config, out=out, built=built, progress=progress, max_chunks=max_chunks)
-    out.mkdir(parents=True, exist_ok=True)
-    with DirLock(out, "pedagogym train"):
-        _prepare_dir(config, out, restart, ctx.identity["inputs"])
-        if (out / "manifest.json").exists():
-            try:
-                ctx.wall_before = float(read_run_manifest(out).get("wall_time_s") or 0.0)
-            except CheckpointError:
-                ctx.wall_before = 0.0
-        algo.train(config, ctx)
-        return read_run_manifest(out)

@@ -22,7 +22,6 @@ Evaluation: the agent's torch weights are copied into a JAX function
 """
 from __future__ import annotations
 
-import inspect
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,21 +33,7 @@ from pedagogym.agents.algos import Algorithm
 from pedagogym.agents.checkpoint import CheckpointError, checkpoint_name, latest_checkpoint, prune, verify, write_checkpoint
 from pedagogym.agents.config import TrainConfig
 from pedagogym.agents.run import RunContext, read_curves, write_run_manifest
-
-#: algo -> (module, class, policy name, feed-forward or recurrent)
-_CLASSES = {
-    "sb3_ppo": ("stable_baselines3", "PPO", "MlpPolicy"),
-    "sb3_a2c": ("stable_baselines3", "A2C", "MlpPolicy"),
-    "sb3_dqn": ("stable_baselines3", "DQN", "MlpPolicy"),
-    "sb3_maskable_ppo": ("sb3_contrib", "MaskablePPO", "MlpPolicy"),
-    "sb3_recurrent_ppo": ("sb3_contrib", "RecurrentPPO", "MlpLstmPolicy"),
-}
-
-
-def sb3_class(algo: str):
-    module, cls, _ = _CLASSES[algo]
-    return getattr(__import__(module, fromlist=[cls]), cls)
-
+from pedagogym.agents.sb3_classes import _CLASSES, _RESERVED, check_sb3_kwargs, sb3_class  # noqa: F401  (re-exported)
 
 class LinearFromSteps:
     """Learning-rate schedule over the whole run: ``lr * (1 - progress)``, where SB3 passes
@@ -81,25 +66,12 @@ def _mapped_kwargs(algo: str, config: TrainConfig, agent: dict[str, Any]) -> dic
     return kw
 
 
-_RESERVED = {"policy", "env", "seed", "device", "verbose", "_init_setup_model", "tensorboard_log"}
-
-
-def check_sb3_kwargs(algo: str, extra: dict[str, Any]) -> str | None:
-    """A problem with the ``[sb3]`` table, or None."""
-    params = set(inspect.signature(sb3_class(algo).__init__).parameters) - {"self"}
-    for k in sorted(extra):
-        if k in _RESERVED:
-            return f"{k!r} is set by pedagogym and cannot be overridden"
-        if k not in params:
-            return f"unknown argument {k!r} for {_CLASSES[algo][1]}; known: {', '.join(sorted(params - _RESERVED))}"
-    return None
-
 
 # ---- evaluation of converted policies, compiled once per network shape ----------------------
 @partial(jax.jit, static_argnums=(0, 1, 2, 3))
 def _eval_converted(env, horizon: int, kind: str, structure: tuple, weights, params, keys):
     from pedagogym.agents.policy import TorchLSTMPolicy, TorchMLPPolicy
-    from pedagogym.experiments.rollout import _episode
+    from pedagogym.policies.rollout import _episode
 
     if kind == "mlp":
         policy = TorchMLPPolicy.from_parts(structure, weights)
@@ -119,7 +91,7 @@ def convert(model, tag: str = "<memory>"):
 
 def evaluate_model(model, built, n_learners: int, seed: int):
     from pedagogym.agents.policy import TorchLSTMPolicy
-    from pedagogym.experiments.rollout import learner_keys
+    from pedagogym.policies.rollout import learner_keys
 
     pol = convert(model)
     kind = "lstm" if isinstance(pol, TorchLSTMPolicy) else "mlp"

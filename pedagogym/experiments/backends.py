@@ -5,7 +5,7 @@ finishes; the runner (this process) writes every result to ``cells/<cell>.npz`` 
 the moment it arrives, so a cell is either complete on disk or absent.
 
 - :class:`LocalBackend` (default): one cell after another in this process. The learner axis
-  of each cell is still split over every visible device (see :func:`pedagogym.experiments.rollout.evaluate`).
+  of each cell is still split over every visible device (see :func:`pedagogym.policies.rollout.evaluate`).
 - :class:`RayBackend`: every cell is a Ray task. ``address=None`` starts a private local Ray
   instance with ``workers`` CPUs; ``address="auto"`` or ``"HOST:6379"`` joins a running
   cluster (``ray start --head`` on one node, ``ray start --address=HOST:6379`` on the others;
@@ -19,12 +19,12 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from pedagogym.experiments.runner import Cell
+from pedagogym.errors import UsageError
+from pedagogym.experiments.cells import Cell, compute_cell
 
 CellResult = tuple["Cell", "dict[str, np.ndarray] | None", "str | None"]
 
@@ -38,12 +38,10 @@ class CellJob:
 
     def __post_init__(self) -> None:
         if self.chunk_learners is not None and (not isinstance(self.chunk_learners, int) or self.chunk_learners < 0):
-            raise ValueError(f"chunk_learners: expected a positive integer (or 0: all learners of a cell at once), "
+            raise UsageError(f"chunk_learners: expected a positive integer (or 0: all learners of a cell at once), "
                              f"got {self.chunk_learners!r}")
 
     def __call__(self, cell: "Cell") -> dict[str, np.ndarray]:
-        from pedagogym.experiments.runner import compute_cell
-
         return compute_cell(cell, self.learners, self.chunk_learners)
 
 
@@ -95,9 +93,9 @@ class RayBackend:
 
     def __post_init__(self) -> None:
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
-            raise ValueError(f"--workers: expected a positive integer, got {self.workers!r}")
+            raise UsageError(f"--workers: expected a positive integer, got {self.workers!r}")
         if not self.gpus_per_cell >= 0:
-            raise ValueError(f"--gpus-per-cell: expected a number >= 0, got {self.gpus_per_cell!r}")
+            raise UsageError(f"--gpus-per-cell: expected a number >= 0, got {self.gpus_per_cell!r}")
 
     def describe(self) -> dict[str, Any]:
         return {"name": "ray", "address": self.address, "workers": self.workers, "gpus_per_cell": self.gpus_per_cell,
@@ -108,7 +106,7 @@ class RayBackend:
         try:
             import ray
         except ImportError:
-            raise ValueError("--backend ray needs Ray: pip install 'pedagogym[dist]' (ray>=2.9)") from None
+            raise UsageError("--backend ray needs Ray: pip install 'pedagogym[dist]' (ray>=2.9)") from None
         if ray.is_initialized():
             return False
         with warnings.catch_warnings():

@@ -20,17 +20,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from pedagogym.experiments.cells import Cell, load_cell, subgroup_names
 from pedagogym.experiments.config import ExperimentConfig, ci_halfwidth
 from pedagogym.policies import PRIVILEGED_MARK, is_privileged
 from pedagogym.io import atomic_write, atomic_write_text
-
-if TYPE_CHECKING:
-    from pedagogym.experiments.runner import Cell
 
 KEYS = ["env", "student_model", "population", "policy"]
 SIM = ["env", "student_model", "population"]
@@ -64,24 +61,20 @@ def _metric_columns(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             "ability_sq_error": d["ability_error"] ** 2, "ability_se": d["ability_se"]}
 
 
-def _load(out: Path, cell: "Cell", learners: int) -> dict[str, np.ndarray]:
-    from pedagogym.experiments.runner import load_cell
-
+def _load(out: Path, cell: Cell, learners: int) -> dict[str, np.ndarray]:
     d = load_cell(out / "cells" / f"{cell.id}.npz", learners)
     assert d is not None, cell.id
     return d
 
 
-def _curve_frame(cell: "Cell", d: dict[str, np.ndarray], learners: int) -> pd.DataFrame:
+def _curve_frame(cell: Cell, d: dict[str, np.ndarray], learners: int) -> pd.DataFrame:
     return pd.DataFrame({"env": cell.env.label, "student_model": cell.model, "population": cell.population,
                          "policy": cell.policy, "seed": cell.seed, "step": np.arange(len(d["curve_sum"])),
                          "sum": d["curve_sum"], "sumsq": d["curve_sumsq"], "n": learners})
 
 
-def episodes_table(out: Path, cells: list["Cell"], learners: int) -> pd.DataFrame:
+def episodes_table(out: Path, cells: list[Cell], learners: int) -> pd.DataFrame:
     """One row per learner-episode (``episodes.csv``); the statistics come from the cells, not from it."""
-    from pedagogym.experiments.config_resolve import subgroup_names
-
     frames = []
     for cell in cells:
         d = _load(out, cell, learners)
@@ -289,13 +282,10 @@ def matrix_table(summary: pd.DataFrame, metric: str = "post_test") -> pd.DataFra
     return m
 
 
-def streaming_tables(out: Path, cells: list["Cell"], learners: int, metrics: tuple[str, ...],
+def streaming_tables(out: Path, cells: list[Cell], learners: int, metrics: tuple[str, ...],
                      baseline: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """summary, subgroups and raw curve sums of a run, computed cell by cell: memory holds one
     cell and its baseline cell (same simulator and seed, same learners)."""
-    from pedagogym.experiments.config_resolve import subgroup_names
-    from pedagogym.experiments.runner import Cell
-
     acc = SummaryAccumulator(metrics, baseline)
     curves = []
     base_of: tuple = (None, None)  # (simulator and seed, baseline columns): cells come grouped by them
@@ -315,7 +305,7 @@ def streaming_tables(out: Path, cells: list["Cell"], learners: int, metrics: tup
     return acc.summary(), acc.subgroups(), pd.concat(curves, ignore_index=True)
 
 
-def time_to_mastery_table(out: Path, cells: list["Cell"], learners: int) -> pd.DataFrame:
+def time_to_mastery_table(out: Path, cells: list[Cell], learners: int) -> pd.DataFrame:
     """Per simulator and policy (seeds pooled): how many learners mastered every skill after
     each number of items (``steps_to_mastery`` -1: never), ``n`` learners, and the most items
     any of them was presented (``steps_max``)."""
@@ -337,7 +327,7 @@ def time_to_mastery_table(out: Path, cells: list["Cell"], learners: int) -> pd.D
     return pd.DataFrame(rows)
 
 
-def write_report(config: ExperimentConfig, out: Path, cells: list["Cell"], save_episodes: bool = True) -> None:
+def write_report(config: ExperimentConfig, out: Path, cells: list[Cell], save_episodes: bool = True) -> None:
     if save_episodes:  # the episodes are in memory anyway: one chunk per simulator and policy
         ep = episodes_table(out, cells, config.learners)
         _write_csv(ep, out / "episodes.csv")

@@ -13,7 +13,7 @@ import numpy as np
 from pedagogym.envs.core import EnvParams, PedagogyEnv
 from pedagogym.policies.base import NEG, Policy
 from pedagogym.schema import SECONDS_PER_DAY
-from pedagogym.experiments.rollout import learner_keys, view_of
+from pedagogym.policies.rollout import learner_keys, view_of
 from pedagogym.export.sources import policy_scores
 
 

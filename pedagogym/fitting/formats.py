@@ -46,7 +46,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from pedagogym.fitting import log as logmod
+import pedagogym.fitting.log as logmod
 from pedagogym.fitting.log import MAX_SHOWN, REQUIRED, LineLabels, Log, LogError, from_frame
 
 CHUNK_ROWS = 250_000

@@ -1,11 +1,11 @@
 """The stress-test rollout: N learners through a curriculum in one jitted ``lax.scan``,
-recording what the designer report needs and :class:`~pedagogym.experiments.rollout.EpisodeResult`
+recording what the designer report needs and :class:`~pedagogym.policies.rollout.EpisodeResult`
 does not: per-skill mastery crossing times, first practice, prerequisite gaps, per-item
 attempts and failure streaks, the dropout step and item, and the statistics behind the
 missing-prerequisite detector.
 
 It reuses ``env.step`` / ``policy.act`` (no second copy of the dynamics) and derives every
-learner's randomness exactly as :func:`pedagogym.experiments.rollout.evaluate` does, so the
+learner's randomness exactly as :func:`pedagogym.policies.rollout.evaluate` does, so the
 same key gives the same learner with the same luck in both.
 
 Two sets of params: ``sim`` drives the simulated learners (their "true" curriculum), ``plan``
@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from pedagogym.envs.core import EnvParams, PedagogyEnv
-from pedagogym.experiments.rollout import view_of
+from pedagogym.policies.rollout import view_of
 from pedagogym.policies.base import Policy
 
 PAIR_LIMIT = 48  # skill x skill statistics only for curricula with at most this many skills

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from pedagogym.experiments.rollout import learner_keys
+from pedagogym.policies.rollout import learner_keys
 import pedagogym.stress.tables as T  # not through the package __init__, which imports this module
 from pedagogym.stress.config import Prepared, StressConfig, curriculum_params, prepare
 from pedagogym.stress.rollout import stress_rollout, whatif_rollout

@@ -173,7 +173,7 @@ def groups(base: EnvParams, designer: Curriculum, truth: Curriculum, vs: list[Va
 
 def block_keys(key: Array, m: int, blocks: np.ndarray) -> Array:
     """uint32[V, M, 2]: for slot v, learners ``blocks[v] * m ... + m - 1`` of the main run
-    (learner i's key is ``fold_in(key, i)``, as in :func:`pedagogym.experiments.rollout.learner_keys`)."""
+    (learner i's key is ``fold_in(key, i)``, as in :func:`pedagogym.policies.rollout.learner_keys`)."""
     idx = jnp.asarray(np.asarray(blocks)[:, None] * m + np.arange(m)[None, :], jnp.uint32)
     return jax.vmap(jax.vmap(lambda i: jax.random.fold_in(key, i)))(idx)
 
