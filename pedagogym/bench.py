@@ -1,6 +1,9 @@
 """Throughput benchmarks (print JSON; never timed asserts in tests)."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -40,24 +43,51 @@ def _batched_runner(built, batch: int, n_steps: int, auto_reset: bool):
     return jax.jit(run)
 
 
-def bench_env(env_ids: list[str], batches: list[int], n_steps: int = 100, gym_steps: int = 2000,
-              repeats: int = 3) -> list[dict[str, Any]]:
-    """env-steps/s of the Gymnasium single-env loop and of the batched JAX env."""
+def import_time() -> dict[str, Any]:
+    """Seconds of ``import pedagogym`` in a fresh interpreter (which imports Gymnasium to
+    register the ids), the part after ``import gymnasium``, and whether it imported JAX."""
+    code = ("import sys, time; t0 = time.perf_counter(); import gymnasium; t1 = time.perf_counter(); "
+            "import pedagogym; t2 = time.perf_counter(); print(t2 - t0, t2 - t1, 'jax' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=dict(os.environ))
+    total, after, jax_loaded = out.stdout.split()
+    return {"import_pedagogym_s": float(total), "import_pedagogym_after_gymnasium_s": float(after),
+            "import_pedagogym_loads_jax": jax_loaded == "True"}
+
+
+def bench_gym_step(env_id: str, gym_steps: int) -> dict[str, Any]:
+    """Latency of one ``step`` of ``gymnasium.make(env_id)`` (wrappers included) with random
+    actions, p50/p99 in microseconds, and steps/s of the loop (resets included)."""
     import gymnasium as gym
 
+    genv = gym.make(env_id)
+    genv.reset(seed=0)
+    genv.step(0)  # compile
+    rng = np.random.default_rng(0)
+    actions = rng.integers(genv.action_space.n, size=gym_steps).tolist()
+    lat = np.empty(gym_steps)
+    t0 = time.perf_counter()
+    for i, a in enumerate(actions):
+        s = time.perf_counter_ns()
+        _, _, term, trunc, _ = genv.step(a)
+        lat[i] = time.perf_counter_ns() - s
+        if term or trunc:
+            genv.reset()
+    dt = time.perf_counter() - t0
+    genv.close()
+    return {"steps_per_s": gym_steps / dt, "step_p50_us": float(np.percentile(lat, 50)) / 1e3,
+            "step_p99_us": float(np.percentile(lat, 99)) / 1e3}
+
+
+def bench_env(env_ids: list[str], batches: list[int], n_steps: int = 100, gym_steps: int = 2000,
+              repeats: int = 3) -> list[dict[str, Any]]:
+    """env-steps/s of the Gymnasium single-env loop (and its step latency, and the import
+    time of ``pedagogym``) and of the batched JAX env."""
     rows = []
+    imported = import_time()
     for env_id in env_ids:
-        genv = gym.make(env_id)
-        genv.reset(seed=0)
-        genv.step(0)  # compile
-        t0 = time.perf_counter()
-        rng = np.random.default_rng(0)
-        for _ in range(gym_steps):
-            _, _, term, trunc, _ = genv.step(int(rng.integers(genv.action_space.n)))
-            if term or trunc:
-                genv.reset()
-        dt = time.perf_counter() - t0
-        rows.append({"env_id": env_id, "mode": "gymnasium", "batch": 1, "steps_per_s": gym_steps / dt})
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        rows.append({"env_id": env_id, "mode": "gymnasium", "batch": 1, **bench_gym_step(env_id, gym_steps),
+                     **imported, "load_avg_1min": load})
         built = make(env_id)
         for mode, auto_reset in (("jax_batched", False), ("jax_batched_autoreset", True)):
             for batch in batches:

@@ -63,9 +63,9 @@ def versions() -> dict[str, str]:
     import jaxlib
     import numpy
 
-    import pedagogym
+    from pedagogym._version import __version__
 
-    return {"pedagogym": pedagogym.__version__, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+    return {"pedagogym": __version__, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
             "numpy": numpy.__version__, "python": platform.python_version(), "platform": platform.platform(),
             "device": str(jax.devices()[0])}
 

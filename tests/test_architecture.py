@@ -18,18 +18,19 @@ ROOT = Path(__file__).resolve().parents[1] / "pedagogym"
 
 # cycles (strongly connected components of the import graph) that exist today, with why
 ALLOWED_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"pedagogym.envs", "pedagogym.envs.config"}):
-        "envs/__init__ registers the ids and envs.config builds envs by id; goes with envs/registration.py (issue 18)",
+    frozenset({"pedagogym.envs.config", "pedagogym.envs.registration"}):
+        "config resolves reward / featurizer names in the registries; registration builds the ids' EnvConfigs "
+        "in a lazy loader (function-level, so that `import pedagogym` imports no JAX)",
 }
 
 # layers, bottom first: a module may import its own layer and the ones below. The agents sit
 # below experiments (a run evaluates `agent:RUN_DIR` policies; agents never import experiments);
 # each feature's own command-line module (`pedagogym.<feature>.cli`) belongs to the CLI layer.
 LAYERS = (
-    ("neutral", ("__init__", "errors", "io", "registry", "tomlfile", "sharding", "schema")),  # __init__: __version__
+    ("neutral", ("_version", "errors", "io", "registry", "tomlfile", "sharding", "schema")),
     ("curriculum", ("curriculum",)),
     ("student_models", ("student_models",)),
-    ("envs", ("envs",)),
+    ("envs", ("envs", "__init__")),  # the package root registers the env ids with Gymnasium (issue 18)
     ("policies", ("policies",)),
     ("agents", ("agents",)),
     ("experiments", ("experiments",)),

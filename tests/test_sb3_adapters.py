@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import pedagogym.envs  # noqa: F401
+import pedagogym  # noqa: F401  (registers the ids)
 from pedagogym.envs import make
 from pedagogym.envs.sb3 import PedagogySB3VecEnv
 

@@ -157,7 +157,7 @@ def resolve_population(name_or_path: str) -> Population:
 def build(config: EnvConfig) -> BuiltEnv:
     """Resolve every name in ``config`` and assemble the env and its params."""
     from pedagogym.curriculum import resolve_curriculum
-    from pedagogym.envs import FEATURIZERS, REWARDS
+    from pedagogym.envs.registration import FEATURIZERS, REWARDS
     from pedagogym.student_models import STUDENT_MODELS
 
     def named(registry, key: str):

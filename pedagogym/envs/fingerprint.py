@@ -12,7 +12,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-import pedagogym
+from pedagogym._version import __version__
 
 
 def _sha256_file(path: str | Path) -> str | None:
@@ -44,7 +44,7 @@ def simulator_fingerprint(built) -> dict[str, object]:
     settings = {k: v for k, v in dataclasses.asdict(built.config).items() if k != "source"}
     population = getattr(built.population, "source", None)
     return {
-        "pedagogym": pedagogym.__version__, "settings": json.loads(json.dumps(settings, default=str)),
+        "pedagogym": __version__, "settings": json.loads(json.dumps(settings, default=str)),
         "curriculum_file": _sha256_file(built.config.curriculum),
         "population_file": _sha256_file(population) if isinstance(population, str) else None,
         "env_params": _tree_sha(built.params),

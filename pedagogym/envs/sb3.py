@@ -1,5 +1,6 @@
-"""Stable-Baselines3 ``VecEnv`` over the batched JAX env (one jitted call steps every
-learner; auto-reset comes from :mod:`pedagogym.envs.wrappers`)."""
+"""Stable-Baselines3 ``VecEnv`` over the batched JAX env (one compiled call steps every
+learner; auto-reset comes from :mod:`pedagogym.envs.wrappers`; SB3's own convention:
+``infos[i]["terminal_observation"]`` and ``"TimeLimit.truncated"`` where an episode ended)."""
 from __future__ import annotations
 
 from typing import Any
@@ -31,14 +32,15 @@ class PedagogySB3VecEnv(VecEnv):
         self._actions = np.asarray(actions).reshape(self.num_envs)
 
     def step_wait(self):
-        obs, reward, term, trunc, info = self._vec.step(self._actions)
-        self._masks = info["action_mask"]
+        o = self._vec.step_arrays(self._actions)
+        term, trunc = o["terminated"], o["truncated"]
+        self._masks = o["mask"]
         done = term | trunc
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         for i in np.flatnonzero(done):
-            infos[i]["terminal_observation"] = info["final_observation"][i]
+            infos[i]["terminal_observation"] = o["final_obs"][i].copy()
             infos[i]["TimeLimit.truncated"] = bool(trunc[i] and not term[i])
-        return obs, reward.astype(np.float32), done, infos
+        return o["obs"].copy(), o["reward"].astype(np.float32), done, infos
 
     def action_masks(self) -> np.ndarray:
         return self._masks if self._masks is not None else np.ones((self.num_envs, self.action_space.n), bool)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-import pedagogym
+from pedagogym._version import __version__
 from pedagogym.deploy.bundle import FORMAT, FORMAT_VERSION
 from pedagogym.deploy.features import SESSION_RULE, DEFAULT_IDLE_GAP_S, feature_names
 from pedagogym.envs.config import BuiltEnv
@@ -70,7 +70,7 @@ def build_manifest(built: BuiltEnv, *, policy: dict[str, Any], model_sha256: str
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "pedagogym_version": pedagogym.__version__,
+        "pedagogym_version": __version__,
         "created_utc": created_utc or _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         "exported_with": {"python": platform.python_version()},
         "policy": policy,
