@@ -29,6 +29,7 @@ import numpy as np
 import optax
 from jax import Array
 
+from pedagogym.errors import PedagogymError
 from pedagogym.agents.config import SWEEPABLE, TrainConfig
 from pedagogym.agents.networks import NetworkSpec, ObsNorm, masked_entropy, masked_logits, normalize, policy_forward
 from pedagogym.envs.core import EnvState
@@ -335,7 +336,7 @@ def _vmap_or_single(fn, n_agents: int, mode: str | None = None):
         if mode == "vmap":
             return jax.vmap(fn)
         if mode != "map":
-            raise ValueError(f"PEDAGOGYM_AGENT_AXIS: expected 'vmap' or 'map', got {mode!r}")
+            raise PedagogymError(f"PEDAGOGYM_AGENT_AXIS: expected 'vmap' or 'map', got {mode!r}")
         return lambda *args: jax.lax.map(lambda a: fn(*a), args)
 
     def single(*args):

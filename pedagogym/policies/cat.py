@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from pedagogym.errors import PedagogymError
 from pedagogym.envs import ability
 from pedagogym.policies.base import Policy
 from pedagogym.student_models.irt import fisher_information_3pl, prob_3pl
@@ -104,7 +105,7 @@ class Randomesque(_CAT):
 
     def __init__(self, k: int = 5):
         if k < 1:
-            raise ValueError(f"cat_randomesque: k must be >= 1, got {k}")
+            raise PedagogymError(f"cat_randomesque: k must be >= 1, got {k}")
         self.k = int(k)
 
     def _static_key(self) -> tuple:

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from pedagogym.errors import PedagogymError
 from pedagogym.curriculum.spec import CurriculumArrays
 from pedagogym.envs.observations import ObserverParams
 from pedagogym.policies.base import Policy
@@ -76,7 +77,7 @@ class GreedyOracle(Policy):
 
     def __init__(self, n_samples: int = 8):
         if n_samples < 1:
-            raise ValueError(f"{self.name}: n_samples must be >= 1, got {n_samples}")
+            raise PedagogymError(f"{self.name}: n_samples must be >= 1, got {n_samples}")
         self.n_samples = int(n_samples)
 
     def _static_key(self) -> tuple:
@@ -86,7 +87,7 @@ class GreedyOracle(Policy):
         """float32[I] sample mean of the one-step gain in true mean mastery per item."""
         st = view.latent
         if st is None:
-            raise ValueError(f"{self.name} is privileged: its view needs the latent EnvState (PolicyView.latent)")
+            raise PedagogymError(f"{self.name} is privileged: its view needs the latent EnvState (PolicyView.latent)")
         curr, lp, ls, t = params.curriculum, st.learner, st.student, st.history.t
         before = jnp.mean(env.learner.mastery(lp, ls, curr, t))
         keys = jax.random.split(key, self.n_samples)
@@ -168,7 +169,7 @@ class UpperBound(GreedyOracle):
     def expected_gain(self, key: Array, view, params, env) -> Array:
         st = view.latent
         if st is None:
-            raise ValueError(f"{self.name} is privileged: its view needs the latent EnvState (PolicyView.latent)")
+            raise PedagogymError(f"{self.name} is privileged: its view needs the latent EnvState (PolicyView.latent)")
         curr, lp, ls, t = params.curriculum, st.learner, st.student, st.history.t
         t_eval = projected_test_time(view, params, env)
 
@@ -194,7 +195,7 @@ class RecallThreshold(Policy):
 
     def __init__(self, threshold: float = 0.5):
         if not 0.0 < threshold < 1.0:
-            raise ValueError(f"threshold: threshold must be in (0, 1), got {threshold}")
+            raise PedagogymError(f"threshold: threshold must be in (0, 1), got {threshold}")
         self.threshold = float(threshold)
 
     def _static_key(self) -> tuple:
@@ -203,7 +204,7 @@ class RecallThreshold(Policy):
     def scores(self, key, pstate, view, params, env):
         st = view.latent
         if st is None:
-            raise ValueError("threshold is privileged: its view needs the latent EnvState (PolicyView.latent)")
+            raise PedagogymError("threshold is privileged: its view needs the latent EnvState (PolicyView.latent)")
         curr = params.curriculum
         items = jnp.arange(curr.n_items, dtype=jnp.int32)
         p = jax.vmap(lambda i: env.learner.p_correct(st.learner, st.student, curr, i, st.history.t))(items)

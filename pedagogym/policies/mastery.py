@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from pedagogym.errors import PedagogymError
 from pedagogym.policies.base import Policy
 from pedagogym.policies.common import designer_rank, skill_rank
 
@@ -25,7 +26,7 @@ class MasteryThreshold(Policy):
 
     def __init__(self, threshold: float = 0.95):
         if not 0.0 < threshold <= 1.0:
-            raise ValueError(f"mastery: threshold must be in (0, 1], got {threshold}")
+            raise PedagogymError(f"mastery: threshold must be in (0, 1], got {threshold}")
         self.threshold = float(threshold)
 
     def _static_key(self) -> tuple:

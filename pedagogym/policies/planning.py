@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from pedagogym.errors import PedagogymError
 from pedagogym.curriculum.spec import CurriculumArrays
 from pedagogym.envs.observations import ObserverParams
 from pedagogym.policies.base import Policy
@@ -94,13 +95,13 @@ class BeliefPlanner(Policy):
 
     def __init__(self, depth: int = 2, candidates: int = 8, floor: float = 0.1, belief_source: str = "planner"):
         if belief_source not in ("planner", "observer"):
-            raise ValueError(f"belief_planner: belief_source must be 'planner' or 'observer', got {belief_source!r}")
+            raise PedagogymError(f"belief_planner: belief_source must be 'planner' or 'observer', got {belief_source!r}")
         if depth not in (1, 2):
-            raise ValueError(f"belief_planner: depth must be 1 or 2, got {depth}")
+            raise PedagogymError(f"belief_planner: depth must be 1 or 2, got {depth}")
         if candidates < 1:
-            raise ValueError(f"belief_planner: candidates must be >= 1, got {candidates}")
+            raise PedagogymError(f"belief_planner: candidates must be >= 1, got {candidates}")
         if not 0.0 <= floor <= 1.0:
-            raise ValueError(f"belief_planner: floor must be in [0, 1], got {floor}")
+            raise PedagogymError(f"belief_planner: floor must be in [0, 1], got {floor}")
         self.depth, self.candidates, self.floor = int(depth), int(candidates), float(floor)
         self.belief_source = belief_source
 

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 from jax import Array
 
+from pedagogym.errors import PedagogymError
 from pedagogym.policies.base import Policy
 from pedagogym.policies.common import last_response, new_item_preference, update_at
 from pedagogym.student_models import fsrs
@@ -51,9 +52,9 @@ class Leitner(Policy):
 
     def __init__(self, n_boxes: int = 5, base_days: float = 1.0, demote_to_zero: bool = True):
         if n_boxes < 2:
-            raise ValueError(f"leitner: n_boxes must be >= 2, got {n_boxes}")
+            raise PedagogymError(f"leitner: n_boxes must be >= 2, got {n_boxes}")
         if base_days <= 0:
-            raise ValueError(f"leitner: base_days must be > 0, got {base_days}")
+            raise PedagogymError(f"leitner: base_days must be > 0, got {base_days}")
         self.n_boxes, self.base_days, self.demote_to_zero = int(n_boxes), float(base_days), bool(demote_to_zero)
 
     def _static_key(self) -> tuple:
@@ -142,7 +143,7 @@ class SM2(Policy):
     def __init__(self, q_correct: int = 4, q_fast: int = 5, q_wrong: int = 1, fast_fraction: float = 0.5):
         for nm, q in (("q_correct", q_correct), ("q_fast", q_fast), ("q_wrong", q_wrong)):
             if not 0 <= q <= 5:
-                raise ValueError(f"sm2: {nm} must be a quality in 0..5, got {q}")
+                raise PedagogymError(f"sm2: {nm} must be a quality in 0..5, got {q}")
         self.q_correct, self.q_fast, self.q_wrong = int(q_correct), int(q_fast), int(q_wrong)
         self.fast_fraction = float(fast_fraction)
 
@@ -207,9 +208,9 @@ class FSRSScheduler(Policy):
 
     def __init__(self, desired_retention: float = 0.9, weights: tuple[float, ...] = fsrs.DEFAULT_PARAMETERS):
         if not 0.0 < desired_retention < 1.0:
-            raise ValueError(f"fsrs_scheduler: desired_retention must be in (0, 1), got {desired_retention}")
+            raise PedagogymError(f"fsrs_scheduler: desired_retention must be in (0, 1), got {desired_retention}")
         if len(weights) != fsrs.N_WEIGHTS:
-            raise ValueError(f"fsrs_scheduler: FSRS-6 needs {fsrs.N_WEIGHTS} weights, got {len(weights)}")
+            raise PedagogymError(f"fsrs_scheduler: FSRS-6 needs {fsrs.N_WEIGHTS} weights, got {len(weights)}")
         self.desired_retention = float(desired_retention)
         self.weights = tuple(float(w) for w in weights)
 

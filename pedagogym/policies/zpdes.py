@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from pedagogym.errors import PedagogymError
 from pedagogym.policies.base import Policy
 from pedagogym.policies.common import last_response
 from pedagogym.student_models.learner import OBSERVED_KINDS
@@ -48,11 +49,11 @@ class ZPDES(Policy):
     def __init__(self, window: int = 6, enter_threshold: float = 0.7, leave_threshold: float = 0.8,
                  gamma: float = 0.1, beta: float = 0.8, eta: float = 1.0, w_init: float = 1.0, w_min: float = 0.05):
         if window < 2:
-            raise ValueError(f"zpdes: window must be >= 2, got {window}")
+            raise PedagogymError(f"zpdes: window must be >= 2, got {window}")
         if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"zpdes: gamma must be in [0, 1], got {gamma}")
+            raise PedagogymError(f"zpdes: gamma must be in [0, 1], got {gamma}")
         if not (w_init > 0 and w_min > 0):
-            raise ValueError("zpdes: w_init and w_min must be > 0")
+            raise PedagogymError("zpdes: w_init and w_min must be > 0")
         self.window, self.enter_threshold, self.leave_threshold = int(window), float(enter_threshold), float(leave_threshold)
         self.gamma, self.beta, self.eta, self.w_init, self.w_min = float(gamma), float(beta), float(eta), float(w_init), float(w_min)
 

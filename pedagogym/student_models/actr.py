@@ -58,6 +58,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from pedagogym.errors import PedagogymError
 from pedagogym.schema import SECONDS_PER_DAY
 from pedagogym.curriculum.spec import CurriculumArrays
 from pedagogym.student_models.base import StudentModel, Traits, item_skills, logit, skill_mean
@@ -141,15 +142,15 @@ class ACTR(StudentModel):
                  h: float = 0.025, window: float = 1.0 / 24.0, buffer: int = BUFFER,
                  p_unseen: float = 0.05):
         if not (isinstance(buffer, int) and buffer >= 1):
-            raise ValueError(f"actr: buffer must be a positive int (presentations kept per skill), got {buffer!r}")
+            raise PedagogymError(f"actr: buffer must be a positive int (presentations kept per skill), got {buffer!r}")
         if not s > 0:
-            raise ValueError(f"actr: s must be > 0, got {s}")
+            raise PedagogymError(f"actr: s must be > 0, got {s}")
         if not 0.0 < h <= 1.0:
-            raise ValueError(f"actr: h must be in (0, 1], got {h}")
+            raise PedagogymError(f"actr: h must be in (0, 1], got {h}")
         if not window >= 0.0:
-            raise ValueError(f"actr: window must be >= 0 days, got {window}")
+            raise PedagogymError(f"actr: window must be >= 0 days, got {window}")
         if not 0.0 < p_unseen < 1.0:
-            raise ValueError(f"actr: p_unseen must be in (0, 1), got {p_unseen}")
+            raise PedagogymError(f"actr: p_unseen must be in (0, 1), got {p_unseen}")
         self.defaults = (float(a), float(c), float(tau), float(s), float(h), float(p_unseen))
         self.window = float(window)
         self.buffer = buffer

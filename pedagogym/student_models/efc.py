@@ -48,6 +48,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from pedagogym.errors import PedagogymError
 from pedagogym.curriculum.spec import CurriculumArrays
 from pedagogym.student_models.base import StudentModel, Traits, item_skills, logit, skill_mean
 
@@ -88,9 +89,9 @@ class EFC(StudentModel):
 
     def __init__(self, theta: float = 0.3, p_unseen: float = 0.05):
         if not theta > 0:
-            raise ValueError(f"efc: theta must be > 0 (a decay rate per day), got {theta}")
+            raise PedagogymError(f"efc: theta must be > 0 (a decay rate per day), got {theta}")
         if not 0.0 < p_unseen < 1.0:
-            raise ValueError(f"efc: p_unseen must be in (0, 1), got {p_unseen}")
+            raise PedagogymError(f"efc: p_unseen must be in (0, 1), got {p_unseen}")
         self.defaults = (float(theta), float(p_unseen))
 
     def _static_key(self) -> tuple:

@@ -53,6 +53,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from pedagogym.errors import PedagogymError
 from pedagogym.curriculum.spec import CurriculumArrays
 from pedagogym.student_models.base import StudentModel, Traits, item_skills, logit, skill_mean
 
@@ -204,11 +205,11 @@ class FSRS(StudentModel):
     def __init__(self, weights: tuple[float, ...] = DEFAULT_PARAMETERS, p_unseen: float = 0.05):
         weights = tuple(float(x) for x in weights)
         if len(weights) != N_WEIGHTS:
-            raise ValueError(f"fsrs: FSRS-6 needs {N_WEIGHTS} weights, got {len(weights)}")
+            raise PedagogymError(f"fsrs: FSRS-6 needs {N_WEIGHTS} weights, got {len(weights)}")
         if not 0.0 < weights[20] <= 1.0:
-            raise ValueError(f"fsrs: w20 (the decay) must be in (0, 1], got {weights[20]}")
+            raise PedagogymError(f"fsrs: w20 (the decay) must be in (0, 1], got {weights[20]}")
         if not 0.0 < p_unseen < 1.0:
-            raise ValueError(f"fsrs: p_unseen must be in (0, 1), got {p_unseen}")
+            raise PedagogymError(f"fsrs: p_unseen must be in (0, 1), got {p_unseen}")
         self.weights = weights
         self.p_unseen = float(p_unseen)
 

@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from pedagogym.errors import PedagogymError
 from pedagogym.curriculum.spec import CurriculumArrays
 from pedagogym.student_models.base import StudentModel, Traits, item_skills, logit, skill_mean
 
@@ -105,7 +106,7 @@ class HLR(StudentModel):
     def __init__(self, w_bias: float = -1.6, w_right: float = 1.5, w_wrong: float = -0.5,
                  p_unseen: float = 0.05):
         if not 0.0 < p_unseen < 1.0:
-            raise ValueError(f"hlr: p_unseen must be in (0, 1), got {p_unseen}")
+            raise PedagogymError(f"hlr: p_unseen must be in (0, 1), got {p_unseen}")
         self.defaults = (float(w_bias), float(w_right), float(w_wrong), float(p_unseen))
 
     def _static_key(self) -> tuple:

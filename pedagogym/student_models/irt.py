@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from pedagogym.errors import PedagogymError
 from pedagogym.curriculum.spec import CurriculumArrays
 from pedagogym.student_models.base import StudentModel, Traits, item_default, item_skills, skill_mean
 
@@ -92,7 +93,7 @@ class IRT(StudentModel):
     def __init__(self, n_pl: int = 2, theta0: float = -1.0, growth: float = 0.15,
                  fail_growth: float = 0.05, guess: float = 0.2, name: str | None = None):
         if n_pl not in (1, 2, 3):
-            raise ValueError(f"IRT: n_pl must be 1, 2 or 3, got {n_pl!r}")
+            raise PedagogymError(f"IRT: n_pl must be 1, 2 or 3, got {n_pl!r}")
         self.n_pl = int(n_pl)
         self.name = name or f"irt{self.n_pl}pl"
         self.defaults = (float(theta0), float(growth), float(fail_growth), float(guess))
