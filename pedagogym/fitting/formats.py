@@ -124,7 +124,7 @@ def _pybkt(chunk: pd.DataFrame, ctx: dict):
     ctx["row"] = ctx.get("row", 0) + n
     item_col = next((c for c in ("problem_id", "template_id") if c in chunk), "skill_name")
     out = pd.DataFrame({"learner_id": chunk["user_id"], "item_id": chunk[item_col], "skill_id": chunk["skill_name"],
-                        "correct": np.nan_to_num(corr).astype(np.int8), "timestamp": np.nan_to_num(ts)})
+                        "correct": np.where(np.isin(corr, (0.0, 1.0)), corr, 0).astype(np.int8), "timestamp": np.nan_to_num(ts)})
     return out, _problems(checks, n)
 
 
