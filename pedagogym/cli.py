@@ -89,7 +89,7 @@ def _cmd_replicate(args: argparse.Namespace) -> int:
     from pedagogym.replicate.run import replicate
 
     paths = replicate(args.study, Path(args.out), reps=args.reps, episodes=args.episodes, quick=args.quick,
-                      rl_timesteps=args.rl_timesteps)
+                      rl_timesteps=args.rl_timesteps, rl=not args.no_rl)
     print((Path(args.out) / "replication.md").read_text())
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
@@ -170,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--episodes", type=int, help="evaluation episodes per sample (paper: 100)")
     s.add_argument("--rl-timesteps", type=int, help="PPO env steps per environment sample")
     s.add_argument("--quick", action="store_true", help="a small run (3 samples x 10 episodes, tiny RL budget)")
+    s.add_argument("--no-rl", action="store_true", help="skip the RL tutor (hand-written tutors only)")
     s.add_argument("--list", action="store_true", help="list the available studies")
     s.set_defaults(func=_cmd_replicate)
 

@@ -94,20 +94,41 @@ def test_tuning_picks_the_best_grid_value(label):
 
 
 def test_quick_end_to_end_writes_every_file(tmp_path):
+    # the hand-written tutors only (--no-rl); test_rl_tutor_trains_and_evaluates covers the RL tutor
     from pedagogym.cli import main
 
     out = tmp_path / "rep"
-    code = main(["replicate", "reddy2017", "--out", str(out), "--quick", "--reps", "2", "--episodes", "2",
-                 "--rl-timesteps", "3200"])
+    code = main(["replicate", "reddy2017", "--out", str(out), "--quick", "--reps", "2", "--episodes", "2", "--no-rl"])
     assert code == 0
     rows = list(csv.DictReader((out / "replication.csv").open()))
-    assert len(rows) == 6 * 6 and set(rows[0]) == {"sim", "tutor", "mean", "ci_low", "ci_high", "pct_vs_random",
+    assert len(rows) == 6 * 5 and set(rows[0]) == {"sim", "tutor", "mean", "ci_low", "ci_high", "pct_vs_random",
                                                      "pct_ci_low", "pct_ci_high", "episodes", "reps"}
+    assert [r["sim"] for r in rows[::5]] == ["EFC-L", "EFC-LL", "HLR-L", "HLR-LL", "DASH-L", "DASH-LL"]
     assert all(float(r["pct_vs_random"]) == 0.0 for r in rows if r["tutor"] == "Random")
+    assert all(float(r["mean"]) < 0 for r in rows if r["sim"].endswith("-LL"))  # mean log recall
+    assert all(0 < float(r["mean"]) <= 1 for r in rows if r["sim"].endswith("-L"))
     man = json.loads((out / "manifest.json").read_text())
-    assert man["rl_budget"]["env_steps_per_sample"] == 3200 and man["config"]["reps"] == 2 and man["wall_s"] > 0
+    assert man["rl_budget"]["enabled"] is False and man["config"]["reps"] == 2 and man["wall_s"] > 0
     assert (out / "replication.md").read_text().count("\n| ") >= 6
     assert (out / "replication.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rl_tutor_trains_and_evaluates():
+    # a tiny setting: 5 items, 20 steps, 2 PPO updates; scores are episode means of L rewards (in (0, 1])
+    from pedagogym.agents.config import TrainConfig
+    from pedagogym.replicate.reddy2017 import rl_train_eval
+
+    sim = SIMULATORS["EFC"].__class__("EFC", SIMULATORS["EFC"].model, n_items=5)
+    env = RecallEnv(sim, "L", n_steps=20, history=3)
+    sample = sim.draw(jax.random.PRNGKey(0))._replace(ll=jnp.asarray(False))
+    tc = TrainConfig(name="t", total_timesteps=2 * 4 * 20, num_envs=4, num_steps=20, hidden=(8,), epochs=1, minibatches=2)
+    scores, curve = jax.jit(lambda s, k: rl_train_eval(env, tc, s, k, 3))(sample, jax.random.PRNGKey(1))
+    assert scores.shape == (3,) and curve.shape == (2,) and env.obs_size() == 3 * 12
+    assert bool(jnp.all((scores > 0) & (scores <= 1))) and len(set(np.asarray(scores).tolist())) > 1
+    # the same sample with the LL reward (Sample.ll): log recall, negative
+    ll_scores, _ = jax.jit(lambda s, k: rl_train_eval(env, tc, s, k, 3))(sample._replace(ll=jnp.asarray(True)),
+                                                                       jax.random.PRNGKey(1))
+    assert bool(jnp.all(ll_scores < 0))
 
 
 def test_bad_counts_are_one_line_errors(capsys):

@@ -12,6 +12,7 @@ from pedagogym.policies.base import DesignerOrder, Policy, PolicyView, RandomPol
 from pedagogym.policies.cat import KLSelection, MaxInfo, Randomesque
 from pedagogym.policies.greedy import GreedyGain, Oracle, RecallThreshold, expected_belief_gain
 from pedagogym.policies.mastery import MasteryThreshold
+from pedagogym.policies.memorize import MemorizePolicy
 from pedagogym.policies.schedulers import SM2, FSRSScheduler, Leitner, sm2_easiness, sm2_review
 from pedagogym.policies.zpdes import ZPDES
 from pedagogym.registry import Registry
@@ -20,9 +21,9 @@ POLICIES: Registry[Policy] = Registry("policy")
 
 for _policy in (RandomPolicy(), DesignerOrder(), RoundRobin(), MasteryThreshold(), Leitner(), SM2(),
                 FSRSScheduler(), GreedyGain(), ZPDES(), Oracle(), RecallThreshold(), MaxInfo(), KLSelection(),
-                Randomesque()):
+                Randomesque(), MemorizePolicy()):
     POLICIES.register(_policy.name, _policy)
 
 __all__ = ["POLICIES", "Policy", "PolicyView", "masked_argmax", "RandomPolicy", "DesignerOrder", "RoundRobin",
            "MasteryThreshold", "Leitner", "SM2", "FSRSScheduler", "GreedyGain", "ZPDES", "Oracle", "RecallThreshold",
-           "expected_belief_gain", "sm2_easiness", "sm2_review", "MaxInfo", "KLSelection", "Randomesque"]
+           "expected_belief_gain", "sm2_easiness", "sm2_review", "MaxInfo", "KLSelection", "Randomesque", "MemorizePolicy"]

@@ -372,7 +372,7 @@ class SM2Mnemosyne:
         s = self.grade(key, s, ev.item, ev.correct)
         card, s2 = self._pop(s)
         again, s3 = self._pop(s2)  # the same card twice in a row: take the next one instead
-        repeat = card == s.last
+        repeat = (card == s.last) & (s.last != 0)  # the reference's `if self._card_id_last:` skips card 0
         s = jax.tree.map(lambda a, b: jnp.where(repeat, a, b), s3, s2)
         card = jnp.where(repeat, again, card).astype(jnp.int32)
         return card, s._replace(last=card)
@@ -402,7 +402,7 @@ class ThresholdTutor:
         self.notebook_clock = bool(notebook_clock)
 
     def init(self, key: Array, oracle, knob=None) -> ThresholdTutorState:
-        params, memory = oracle
+        params, memory = oracle[0], oracle[1]
         t = jnp.zeros((), jnp.float32)
         if self.notebook_clock:  # the copy's own reset step: a random item at time 0, logged at time `delay`
             k_item, k_out = jax.random.split(key)

@@ -24,6 +24,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import Array
 
 from pedagogym.replicate.setting import SIMULATORS, RecallEnv
 from pedagogym.replicate.tutors import hand_tutors, tune_and_evaluate
@@ -41,10 +42,11 @@ class StudyConfig:
     seed: int = 0
     sims: tuple[tuple[str, str], ...] = SIMS
     rl: bool = True
-    rl_timesteps: int = 200_000   # PPO env steps per environment sample
+    rl_timesteps: int = 96_000    # PPO env steps per environment sample (the paper: 400,000 with TRPO)
     rl_num_envs: int = 16
     rl_num_steps: int = 200
-    rl_gru: int = 32              # the paper's GRU hidden size
+    rl_history: int = 8           # reviews the MLP policy sees (the paper's GRU sees them all)
+    rl_hidden: tuple[int, ...] = (64,)
 
     def validate(self) -> None:
         if self.reps < 2:
@@ -54,54 +56,72 @@ class StudyConfig:
         if self.rl_timesteps < self.rl_num_envs * self.rl_num_steps:
             raise ValueError(f"reddy2017: rl_timesteps must be >= rl_num_envs * rl_num_steps "
                              f"({self.rl_num_envs * self.rl_num_steps}), got {self.rl_timesteps}")
+        bad = [s for s in self.sims if s[0] not in SIMULATORS or s[1] not in ("L", "LL")]
+        if bad:
+            raise ValueError(f"reddy2017: unknown simulator(s) {bad}; expected (EFC|HLR|DASH, L|LL)")
 
     @classmethod
     def quick(cls, **over) -> "StudyConfig":
-        return dataclasses.replace(cls(reps=3, episodes=10, rl_timesteps=16 * 200 * 4), **over)
+        return dataclasses.replace(cls(reps=3, episodes=10, rl_timesteps=16 * 200 * 2), **over)
+
+    def models(self) -> list[str]:
+        """The student models of ``sims``, in order: one compiled program per model and tutor."""
+        return list(dict.fromkeys(sim for sim, _ in self.sims))
+
+    def n_tasks(self) -> int:
+        return len(self.models()) * len([t for t in TUTORS if self.rl or t != "RL"])
 
 
 def rl_config(cfg: StudyConfig):
     from pedagogym.agents.config import TrainConfig
 
     return TrainConfig(name="reddy2017_rl", total_timesteps=cfg.rl_timesteps, num_envs=cfg.rl_num_envs,
-                       num_steps=cfg.rl_num_steps, recurrent=True, gru_size=cfg.rl_gru, hidden=(64,),
+                       num_steps=cfg.rl_num_steps, recurrent=False, hidden=tuple(cfg.rl_hidden),
                        gamma=0.99, lr=1e-3, ent_coef=0.01, epochs=4, minibatches=4, anneal_lr=True)
 
 
-def rl_scores(env: RecallEnv, samples, keys, cfg: StudyConfig) -> np.ndarray:
-    """float32[reps, episodes]: a PPO agent trained per environment sample (vmap), then
-    ``episodes`` episodes of its sampled actions (like the reference's ``get_action``)."""
+def rl_train_eval(env: RecallEnv, tc, sample, key: Array, n_episodes: int):
+    """(float32[n_episodes] scores, float32[updates] training reward curve): a PPO agent trained
+    on one environment sample, then ``n_episodes`` episodes of its sampled actions (like the
+    reference's ``get_action``), batched over episodes (one policy forward per step)."""
     from types import SimpleNamespace
 
     from pedagogym.agents.ppo import PPOTrainer, policy_forward
 
+    trainer = PPOTrainer(tc, built=SimpleNamespace(env=env, params=sample))
+    k_train, k_eval = jax.random.split(key)
+    rs, metrics = trainer.train(k_train)
+    norm = rs.obs_norm if tc.normalize_obs else None
+    k_reset, k_steps = jax.random.split(k_eval)
+    obs, es = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, n_episodes), sample)
+    carry = jnp.zeros((n_episodes, 1), jnp.float32)
+    no_reset = jnp.zeros((n_episodes,), bool)
+
+    def body(c, k):
+        es, obs = c
+        k_act, k_env = jax.random.split(k)
+        _, logits, _ = policy_forward(trainer.spec, rs.params, norm, carry, obs, no_reset)
+        items = jax.random.categorical(k_act, logits).astype(jnp.int32)
+        es, r = jax.vmap(env._advance, in_axes=(0, None, 0, 0))(jax.random.split(k_env, n_episodes), sample, es, items)
+        return (es, jax.vmap(env.observe)(es)), r
+
+    _, rewards = jax.lax.scan(body, (es, obs), jax.random.split(k_steps, env.n_steps - 1))
+    return jnp.mean(rewards, axis=0), metrics.reward_mean
+
+
+def rl_scores(sim_name: str, samples, keys, cfg: StudyConfig, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """(float32[N, episodes], float32[N, updates]): one agent per environment sample, trained
+    one after another (one compiled program per model; samples of both rewards share it)."""
+    env = RecallEnv(SIMULATORS[sim_name], "L", history=cfg.rl_history)
     tc = rl_config(cfg)
-
-    def one(sample, key):
-        trainer = PPOTrainer(tc, built=SimpleNamespace(env=env, params=sample))
-        k_train, k_eval = jax.random.split(key)
-        rs, _ = trainer.train(k_train)
-        norm = rs.obs_norm if tc.normalize_obs else None
-
-        def ep(k):
-            k_reset, k_steps = jax.random.split(k)
-            obs, es = env.reset(k_reset, sample)
-            carry = trainer.spec.initial_carry(1)
-
-            def body(c, kk):
-                es, obs, carry, first = c
-                k_act, k_env = jax.random.split(kk)
-                carry, logits, _ = policy_forward(trainer.spec, rs.params, norm, carry, obs[None], first[None])
-                item = jax.random.categorical(k_act, logits[0]).astype(jnp.int32)
-                es, r = env._advance(k_env, sample, es, item)
-                return (es, env.observe(es.last), carry, jnp.zeros((), bool)), r
-
-            _, rewards = jax.lax.scan(body, (es, obs, carry, jnp.ones((), bool)), jax.random.split(k_steps, env.n_steps - 1))
-            return jnp.mean(rewards)
-
-        return jax.vmap(ep)(jax.random.split(k_eval, cfg.episodes))
-
-    return np.asarray(jax.jit(jax.vmap(one))(samples, keys))
+    fn = jax.jit(lambda s, k: rl_train_eval(env, tc, s, k, cfg.episodes))
+    n = int(keys.shape[0])
+    scores, curves = [], []
+    for i in range(n):
+        sc, cu = fn(jax.tree.map(lambda x: x[i], samples), keys[i])
+        scores.append(np.asarray(sc))
+        curves.append(np.asarray(cu))
+    return np.stack(scores), np.stack(curves)
 
 
 def t_interval(x: np.ndarray) -> tuple[float, float, float]:
@@ -114,41 +134,67 @@ def t_interval(x: np.ndarray) -> tuple[float, float, float]:
     return m, m - half, m + half
 
 
+def draw_samples(cfg: StudyConfig, sim_name: str):
+    """(samples with a leading axis [len(rewards) * reps], [(label, slice)]): the environment
+    samples of every reward of ``sim_name`` in ``cfg.sims`` (each sim's own keys, as if drawn
+    alone), stacked so that one compiled program serves them all (``Sample.ll``)."""
+    sim = SIMULATORS[sim_name]
+    parts, labels = [], []
+    for s_i, (name, reward) in enumerate(cfg.sims):
+        if name != sim_name:
+            continue
+        key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), s_i)
+        smp = jax.vmap(sim.draw)(jax.random.split(jax.random.fold_in(key, 0), cfg.reps))
+        parts.append((smp._replace(ll=jnp.full((cfg.reps,), reward == "LL")), key))
+        labels.append(f"{name}-{reward}")
+    samples = jax.tree.map(lambda *xs: jnp.concatenate(xs), *[p[0] for p in parts])
+    return samples, [p[1] for p in parts], labels
+
+
 def run_study(cfg: StudyConfig, progress=None) -> tuple[list[dict], dict]:
     """(rows of replication.csv, per-sim extras: tuned values and per-sample scores)."""
     cfg.validate()
-    rows, extras = [], {}
     n_tune = max(1, cfg.episodes // 100)
     tutors = [t for t in TUTORS if cfg.rl or t != "RL"]
-    for s_i, (sim_name, reward) in enumerate(cfg.sims):
-        env = RecallEnv(SIMULATORS[sim_name], reward)
-        key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), s_i)
-        samples = jax.vmap(env.sim.draw)(jax.random.split(jax.random.fold_in(key, 0), cfg.reps))
-        label = f"{sim_name}-{reward}"
-        per = {}
+    per: dict[str, dict] = {}
+    labels_all = []
+    for sim_name in cfg.models():
+        env = RecallEnv(SIMULATORS[sim_name], "L")  # the reward comes with each sample (Sample.ll)
+        samples, sim_keys, labels = draw_samples(cfg, sim_name)
+        labels_all += labels
         for t_i, hand in enumerate(hand_tutors(env)):
-            keys = jax.random.split(jax.random.fold_in(key, 1 + t_i), cfg.reps)
+            keys = jnp.concatenate([jax.random.split(jax.random.fold_in(k, 1 + t_i), cfg.reps) for k in sim_keys])
             fn = jax.jit(jax.vmap(lambda s, k, h=hand: tune_and_evaluate(env, h, s, k, cfg.episodes, n_tune)))
             best, scores = fn(samples, keys)
-            per[hand.label] = (np.asarray(scores), np.asarray(best))
+            for j, label in enumerate(labels):
+                rows = slice(j * cfg.reps, (j + 1) * cfg.reps)
+                per.setdefault(label, {})[hand.label] = (np.asarray(scores)[rows], np.asarray(best)[rows], None)
             if progress:
-                progress(f"{label} {hand.label}")
+                progress(f"{sim_name} {hand.label}")
         if cfg.rl:
-            keys = jax.random.split(jax.random.fold_in(key, 99), cfg.reps)
-            per["RL"] = (rl_scores(env, samples, keys, cfg), None)
+            keys = jnp.concatenate([jax.random.split(jax.random.fold_in(k, 99), cfg.reps) for k in sim_keys])
+            scores, curves = rl_scores(sim_name, samples, keys, cfg)
+            for j, label in enumerate(labels):
+                rows = slice(j * cfg.reps, (j + 1) * cfg.reps)
+                per[label]["RL"] = (scores[rows], None, curves[rows])
             if progress:
-                progress(f"{label} RL")
-        rand = per["Random"][0].mean(axis=1)
+                progress(f"{sim_name} RL")
+    rows, extras = [], {}
+    for label in [f"{s}-{r}" for s, r in cfg.sims]:
+        rand = per[label]["Random"][0]
         for tutor in tutors:
-            scores, best = per[tutor]
+            scores, best, curve = per[label][tutor]
             sample_means = scores.mean(axis=1)
             m, lo, hi = t_interval(sample_means)
-            pm, plo, phi = t_interval(100.0 * (sample_means - rand) / np.abs(rand))
+            # % over Random as the reference's plotting cell: per episode (paired by index), then the mean
+            pct = (100.0 * (scores - rand) / np.abs(rand)).mean(axis=1)
+            pm, plo, phi = t_interval(pct)
             rows.append({"sim": label, "tutor": tutor, "mean": m, "ci_low": lo, "ci_high": hi, "pct_vs_random": pm,
                          "pct_ci_low": plo, "pct_ci_high": phi, "episodes": cfg.episodes, "reps": cfg.reps})
             extras.setdefault(label, {})[tutor] = {
                 "sample_means": [float(v) for v in sample_means],
-                "tuned": None if best is None else [float(v) for v in best]}
+                "tuned": None if best is None else [float(v) for v in best],
+                **({} if curve is None else {"train_reward_curve_mean": [round(float(v), 6) for v in curve.mean(0)]})}
     return rows, extras
 
 
@@ -229,7 +275,8 @@ def manifest(cfg: StudyConfig, extras: dict, wall_s: float) -> dict:
         "study": "reddy2017",
         "config": dataclasses.asdict(cfg),
         "seeds": {"master": cfg.seed, "per_sim": "fold_in(PRNGKey(seed), sim index); samples fold_in 0, tutor t fold_in 1+t, RL fold_in 99"},
-        "rl_budget": {"algo": "jax_ppo (pedagogym.agents.ppo)", "policy": f"GRU({tc.gru_size}) + MLP{tc.hidden}",
+        "rl_budget": {"algo": "jax_ppo (pedagogym.agents.ppo)", "enabled": cfg.rl,
+                      "policy": f"MLP{tc.hidden} over the last {cfg.rl_history} reviews' observations",
                       "env_steps_per_sample": tc.num_updates * tc.batch_size, "updates": tc.num_updates,
                       "num_envs": tc.num_envs, "num_steps": tc.num_steps, "lr": tc.lr, "gamma": tc.gamma,
                       "paper": "TRPO, GRU(32), 100 iterations x 4000 steps = 400,000 steps per sample"},

@@ -41,10 +41,13 @@ def flashcards(n_items: int) -> CurriculumArrays:
 
 
 class Sample(NamedTuple):
-    """One environment sample: the model's params and the initial memory state."""
+    """One environment sample: the model's params, the initial memory state and (optionally)
+    its reward as data: ``ll`` bool[] (True: "LL", False: "L"), so that samples of both
+    rewards share one compiled program; None: the env's static ``reward``."""
 
     params: Any
     memory: Any
+    ll: Any = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class EnvState(NamedTuple):
     steps: Array    # int32[] steps taken (the reset step included)
     last: ReviewEvent
     done: Array
+    hist: Array     # float32[history, 2I + 2] encodings of the last reviews, oldest first (zeros before the start)
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,7 @@ class RecallEnv:
     reward: str = "L"   # "L" or "LL"
     n_steps: int = N_STEPS
     delay: float = DELAY
+    history: int = 1    # reviews in the observation (1: the paper's; more: for a memoryless MLP policy)
 
     @property
     def n_items(self) -> int:
@@ -110,12 +115,16 @@ class RecallEnv:
         return self.n_items
 
     def obs_size(self, params=None) -> int:
-        return 2 * self.n_items + 2
+        return self.history * (2 * self.n_items + 2)
 
     def action_mask(self, state: EnvState, params=None) -> Array:
         return jnp.ones((self.n_items,), bool)
 
-    def observe(self, ev: ReviewEvent) -> Array:
+    def observe(self, state: EnvState) -> Array:
+        """float32[history * (2I + 2)]: the encodings of the last ``history`` reviews."""
+        return state.hist.reshape(-1)
+
+    def encode(self, ev: ReviewEvent) -> Array:
         """float32[2I + 2]: one-hot of (item just shown, its outcome), the outcome, log(1 + delay)
         (the paper's observation; the reference embeds the one-hot in 4 random dimensions)."""
         code = ev.item + self.n_items * ev.correct.astype(jnp.int32)
@@ -133,22 +142,28 @@ class RecallEnv:
         memory = self.sim.model.learn(key, params.params, state.memory, curr, item, correct, t,
                                       jnp.ones((), jnp.float32))
         steps = state.steps + 1
-        new = EnvState(memory=memory, t=t, steps=steps,
-                       last=ReviewEvent(item=item, correct=correct, t=state.t, delay=jnp.asarray(self.delay, jnp.float32)),
-                       done=steps >= self.n_steps)
-        reward = STEP_RECALL_REWARDS[self.reward](self.recall(params, new))
-        return new, reward
+        last = ReviewEvent(item=item, correct=correct, t=state.t, delay=jnp.asarray(self.delay, jnp.float32))
+        hist = jnp.concatenate([state.hist[1:], self.encode(last)[None]], axis=0)
+        new = EnvState(memory=memory, t=t, steps=steps, last=last, done=steps >= self.n_steps, hist=hist)
+        return new, self.reward_of(params, self.recall(params, new))
+
+    def reward_of(self, params: Sample, recall: Array) -> Array:
+        """float32[] the per-step reward: mean recall ("L") or mean log recall ("LL")."""
+        if params.ll is None:
+            return STEP_RECALL_REWARDS[self.reward](recall)
+        return jnp.where(params.ll, STEP_RECALL_REWARDS["LL"](recall), STEP_RECALL_REWARDS["L"](recall))
 
     def reset(self, key: Array, params: Sample) -> tuple[Array, EnvState]:
         k_item, k_step = jax.random.split(key)
         z = jnp.zeros((), jnp.int32)
         s0 = EnvState(memory=params.memory, t=jnp.zeros((), jnp.float32), steps=z,
                       last=ReviewEvent(item=z, correct=jnp.zeros((), bool), t=jnp.zeros((), jnp.float32),
-                                       delay=jnp.zeros((), jnp.float32)), done=jnp.zeros((), bool))
+                                       delay=jnp.zeros((), jnp.float32)), done=jnp.zeros((), bool),
+                      hist=jnp.zeros((self.history, 2 * self.n_items + 2), jnp.float32))
         state, _ = self._advance(k_step, params, s0, jax.random.randint(k_item, (), 0, self.n_items))
-        return self.observe(state.last), state
+        return self.observe(state), state
 
     def step(self, key: Array, state: EnvState, action: Array, params: Sample):
         new, reward = self._advance(key, params, state, jnp.asarray(action, jnp.int32))
         info = {"action_mask": self.action_mask(new), "valid_action": jnp.ones((), bool)}
-        return self.observe(new.last), new, reward.astype(jnp.float32), new.done, jnp.zeros((), bool), info
+        return self.observe(new), new, reward.astype(jnp.float32), new.done, jnp.zeros((), bool), info
