@@ -100,7 +100,7 @@ def test_quick_end_to_end_writes_every_file(tmp_path):
     out = tmp_path / "rep"
     code = main(["replicate", "reddy2017", "--out", str(out), "--quick", "--reps", "2", "--episodes", "2", "--no-rl"])
     assert code == 0
-    rows = list(csv.DictReader((out / "replication.csv").open()))
+    rows = list(csv.DictReader((out / "replication.csv").read_text().splitlines()))
     assert len(rows) == 6 * 5 and set(rows[0]) == {"sim", "tutor", "mean", "ci_low", "ci_high", "pct_vs_random",
                                                      "pct_ci_low", "pct_ci_high", "episodes", "reps"}
     assert [r["sim"] for r in rows[::5]] == ["EFC-L", "EFC-LL", "HLR-L", "HLR-LL", "DASH-L", "DASH-LL"]
@@ -137,3 +137,36 @@ def test_bad_counts_are_one_line_errors(capsys):
     assert main(["replicate", "reddy2017", "--out", "/tmp/x", "--reps", "1"]) == 2
     assert "reps must be >= 2" in capsys.readouterr().err
     assert main(["replicate", "nosuch", "--out", "/tmp/x"]) == 2
+
+
+def test_memorize_clock_hand_computed():
+    # Tabibian et al. (2019) eq. (9): u = (1 - m) / sqrt(q). m = [0.5, 0.9], q = 4 -> u = [0.25, 0.05];
+    # 2 time units: H = [0.5 + 0.5, 0.1 + 0.1]; overdue (H - E) / u = [(1 - 0.4) / 0.25, (0.2 - 1) / 0.05]
+    from pedagogym.policies.memorize import MemorizeClock
+
+    clock = MemorizeClock(hazard=jnp.asarray([0.5, 0.1]), budget=jnp.asarray([0.4, 1.0]))
+    recall, q = jnp.asarray([0.5, 0.9]), jnp.float32(4.0)
+    clock = clock.elapse(recall, jnp.float32(2.0), q)
+    np.testing.assert_allclose(np.asarray(clock.overdue(recall, q)), [2.4, -16.0], rtol=1e-5)
+    after = clock.reviewed(jax.random.PRNGKey(0), jnp.int32(0))
+    assert float(after.hazard[0]) == 0.0 and float(after.hazard[1]) == pytest.approx(0.2) and float(after.budget[0]) > 0
+
+
+def test_memorize_policy_on_the_flashcard_env():
+    # the registered policy (privileged) picks the valid item most overdue under the true recall
+    from pedagogym.envs import make
+    from pedagogym.policies import POLICIES, PolicyView
+
+    built = make("pedagogym/FlashcardsEFC-v0", n_items=6, horizon=20)
+    env, params = built.env, built.params
+    policy = POLICIES.get("memorize")
+    _, state = env.reset(jax.random.PRNGKey(1), params)
+    ps = policy.init(params)
+    for i in range(8):
+        mask = env.action_mask(state, params)
+        view = PolicyView(history=state.history, action_mask=mask, obs=jnp.zeros((1,)), latent=state)
+        s, _ = policy.scores(jax.random.PRNGKey(i), ps, view, params, env)
+        a, ps = policy.act(jax.random.PRNGKey(i), ps, view, params, env)
+        assert bool(mask[a]) and float(s[a]) == float(jnp.max(jnp.where(mask, s, -jnp.inf)))
+        _, state, *_ = env.step(jax.random.PRNGKey(100 + i), state, a, params)
+    assert float(ps.n_seen) == 7.0 and bool(ps.started)

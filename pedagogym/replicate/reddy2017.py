@@ -5,11 +5,14 @@ Six simulators (EFC, HLR, DASH x rewards L, LL), ``reps`` environment samples (1
 paper) x ``episodes`` evaluation episodes (100), six tutors: Random, Leitner (arrival
 probability tuned on 0-0.99 step 0.01), SuperMnemo (SM-2, Mnemosyne variant), Threshold
 (privileged; threshold tuned on the same grid), Memorize (privileged; q tuned on a log grid)
-and RL (the project's JAX PPO with a GRU policy on the paper's observation; the paper used
-TRPO). Grid values are tuned on ``episodes // 100`` episodes each (1, as in the reference).
+and RL (the project's JAX PPO, an MLP over the paper's observation of the last
+``rl_history`` reviews; the paper used TRPO with a GRU). Samples of the L and LL rewards of one
+model are stacked (the reward is data, ``Sample.ll``), so each tutor compiles once per model.
+Grid values are tuned on ``episodes // 100`` episodes each (1, as in the reference).
 Each tutor's score on an environment sample is its mean episode score; we report the mean
 over samples, a 95% t interval across samples, and the % improvement over Random
-(per sample: 100 (tutor - random) / |random|, as the reference's plotting cell), with its CI.
+(per episode, paired by index: 100 (tutor - random) / |random|, averaged per sample, as the
+reference's plotting cell), with its CI.
 """
 from __future__ import annotations
 
