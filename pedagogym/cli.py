@@ -104,6 +104,26 @@ def _backend(args: argparse.Namespace):
         raise UsageError(str(exc)) from None
 
 
+def _cmd_replicate(args: argparse.Namespace) -> int:
+    """Run a published study's replication (``pedagogym replicate --list``)."""
+    from pedagogym.replicate import STUDIES
+
+    if args.list or not args.study:
+        for name, what in STUDIES.items():
+            print(f"{name}  {what}")
+        return 0
+    if not args.out:
+        print("pedagogym replicate: error: --out DIR is required", file=sys.stderr)
+        return 2
+    from pedagogym.replicate.run import replicate
+
+    paths = replicate(args.study, Path(args.out), reps=args.reps, episodes=args.episodes, quick=args.quick,
+                      rl_timesteps=args.rl_timesteps, rl=not args.no_rl)
+    print((Path(args.out) / "replication.md").read_text())
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "env":
         from pedagogym.bench import bench_env
@@ -175,6 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_stress_parser(sub)
     add_warn_parser(sub)
 
+    s = sub.add_parser("replicate", help="replicate a published study (--list: the studies)")
+    s.add_argument("study", nargs="?", help="study name, e.g. reddy2017")
+    s.add_argument("--out", help="output folder")
+    s.add_argument("--reps", type=int, help="environment samples (paper: 10)")
+    s.add_argument("--episodes", type=int, help="evaluation episodes per sample (paper: 100)")
+    s.add_argument("--rl-timesteps", type=int, help="PPO env steps per environment sample")
+    s.add_argument("--quick", action="store_true", help="a small run (3 samples x 10 episodes, tiny RL budget)")
+    s.add_argument("--no-rl", action="store_true", help="skip the RL tutor (hand-written tutors only)")
+    s.add_argument("--list", action="store_true", help="list the available studies")
+    s.set_defaults(func=_cmd_replicate)
+
     s = sub.add_parser("bench", help="throughput benchmarks, printed as JSON (env: simulator steps/s; "
                                      "train: JAX PPO vs SB3 PPO env-steps/s)")
     s.add_argument("what", choices=["env", "train"])
@@ -214,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return export_main(argv)
     args = build_parser().parse_args(argv)
-    if args.verb in ("run", "simulate", "train", "stress", "warn"):
+    if args.verb in ("run", "simulate", "train", "stress", "warn", "replicate"):
         _enable_compilation_cache()
     try:
         return args.func(args)

@@ -70,7 +70,7 @@ def test_registered_as_memory_models():
 @pytest.mark.parametrize("make, match", [
     (lambda: EFC(theta=0.0), "theta must be > 0"),
     (lambda: EFC(p_unseen=1.0), "p_unseen must be in"),
-    (lambda: HLR(p_unseen=0.0), "p_unseen must be in"),
+    (lambda: HLR(p_unseen=-0.1), "p_unseen must be in"),
     (lambda: ACTR(buffer=0), "buffer must be a positive int"),
     (lambda: ACTR(s=0.0), "s must be > 0"),
     (lambda: ACTR(h=0.0), "h must be in"),

@@ -97,3 +97,20 @@ class EngagedPostTest(Reward):
 
 
 ALL_REWARDS = (MasteryGain(), PostTest(), Recall(), LogRecall(), TimeToMastery(), EngagedMasteryGain(), EngagedPostTest())
+
+
+# ---- per-step mean recall (Reddy, Levine & Dragan 2017) ------------------------------------
+LOG_RECALL_EPS = 1e-9  # the reference simulator's ``_recall_log_likelihoods(eps=1e-9)``
+
+
+def mean_recall(p: Array) -> Array:
+    """float32[] Reddy et al.'s likelihood reward ("-L"): the mean over items of recall ``p`` (float32[I])."""
+    return jnp.mean(p, axis=-1)
+
+
+def mean_log_recall(p: Array, eps: float = LOG_RECALL_EPS) -> Array:
+    """float32[] Reddy et al.'s log-likelihood reward ("-LL"): the mean over items of ``log(eps + p)``."""
+    return jnp.mean(jnp.log(eps + p), axis=-1)
+
+
+STEP_RECALL_REWARDS = {"L": mean_recall, "LL": mean_log_recall}

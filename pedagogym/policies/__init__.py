@@ -13,6 +13,7 @@ from pedagogym.policies.cat import KLSelection, MaxInfo, Randomesque
 from pedagogym.policies.greedy import GreedyGain, GreedyOracle, RecallThreshold, UpperBound, expected_belief_gain, projected_test_time
 from pedagogym.policies.mastery import MasteryThreshold
 from pedagogym.policies.planning import BeliefPlanner
+from pedagogym.policies.memorize import MemorizePolicy
 from pedagogym.policies.schedulers import SM2, FSRSScheduler, Leitner, sm2_easiness, sm2_review
 from pedagogym.policies.zpdes import ZPDES
 from pedagogym.registry import Registry
@@ -21,7 +22,7 @@ POLICIES: Registry[Policy] = Registry("policy")
 
 for _policy in (RandomPolicy(), DesignerOrder(), RoundRobin(), MasteryThreshold(), Leitner(), SM2(),
                 FSRSScheduler(), GreedyGain(), ZPDES(), GreedyOracle(), UpperBound(), RecallThreshold(), MaxInfo(), KLSelection(),
-                Randomesque(), BeliefPlanner()):
+                Randomesque(), BeliefPlanner(), MemorizePolicy()):
     POLICIES.register(_policy.name, _policy)
 
 PRIVILEGED_MARK = " (privileged)"  # how tables and plots mark a privileged policy
@@ -35,4 +36,4 @@ def is_privileged(name: str) -> bool:
 
 __all__ = ["POLICIES", "PRIVILEGED_MARK", "is_privileged", "Policy", "PolicyView", "masked_argmax", "RandomPolicy", "DesignerOrder", "RoundRobin",
            "MasteryThreshold", "Leitner", "SM2", "FSRSScheduler", "GreedyGain", "ZPDES", "GreedyOracle", "UpperBound", "RecallThreshold", "projected_test_time",
-           "expected_belief_gain", "sm2_easiness", "sm2_review", "MaxInfo", "KLSelection", "Randomesque", "BeliefPlanner"]
+           "expected_belief_gain", "sm2_easiness", "sm2_review", "MaxInfo", "KLSelection", "Randomesque", "BeliefPlanner", "MemorizePolicy"]

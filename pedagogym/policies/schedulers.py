@@ -10,8 +10,9 @@ Scores are tiered: due items > (SM-2's same-day repeats) > new items > not yet d
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 from jax import Array
 
@@ -246,3 +247,173 @@ class FSRSScheduler(Policy):
         s = jnp.where(~ps.reviewed, NEW + new_item_preference(params.curriculum),
                       jnp.where(due, DUE + 1.0 - r, 1.0 - r))
         return s, ps
+
+
+# ---- event tutors: the schedulers of Reddy, Levine & Dragan (2017) ------------------------------
+# These see one logged review at a time (:class:`ReviewEvent`: the item just shown, its outcome,
+# the time it was shown and the delay since), as the tutors of github.com/rddy/deeptutor do,
+# and are tuned on a grid by ``pedagogym.replicate``. ``act(key, state, event, knob, oracle)``
+# returns (next item, state); ``knob`` is the tuned value (float32[]), ``oracle`` the privileged
+# view of the simulator for tutors that read true recall (None for the others).
+class ReviewEvent(NamedTuple):
+    item: Array     # int32[] the item just shown
+    correct: Array  # bool[] its outcome
+    t: Array        # float32[] when it was shown
+    delay: Array    # float32[] time since (the constant step delay)
+
+
+class LeitnerQueueState(NamedTuple):
+    queue: Array    # int32[I] queue of each item (0 = not yet shown; k >= 1 the k-th Leitner queue)
+    stamp: Array    # int32[I] insertion counter: a queue serves its smallest stamp first (FIFO)
+    counter: Array  # int32[] next stamp
+    current_q: Array  # int32[] queue the item being shown was taken from
+    started: Array  # bool[] the first event (the env's random first item) has been folded in
+
+
+class LeitnerQueueNetwork:
+    """The infinite Leitner queue network of Reddy, Labutov, Banerjee & Joachims (2016), as the
+    ``LeitnerTutor`` of Reddy, Levine & Dragan (2017): queue 0 holds unseen items (in index
+    order); a correct answer moves the item up one queue, a wrong one down one (never below 1);
+    each non-empty queue k >= 1 is served at rate ``1 / sqrt(k)`` and queue 0 with probability
+    ``knob`` (the arrival probability, tuned on a grid); within a queue, first in, first out."""
+
+    name = "leitner_queue"
+    tuned = "arrival_prob"
+    persistent = False  # fresh queues every episode
+
+    def __init__(self, n_items: int, n_steps: int):
+        self.n_items, self.n_queues = int(n_items), int(n_steps) + 2
+
+    def init(self, key: Array, oracle=None, knob=None) -> LeitnerQueueState:
+        n = self.n_items
+        z = jnp.zeros((), jnp.int32)
+        return LeitnerQueueState(queue=jnp.zeros((n,), jnp.int32), stamp=jnp.arange(n, dtype=jnp.int32),
+                                 counter=jnp.asarray(n, jnp.int32), current_q=z, started=jnp.zeros((), bool))
+
+    def probabilities(self, queue: Array, arrival_prob: Array) -> Array:
+        """float32[K] probability of serving each queue (the reference's ``q_sampling_rates``)."""
+        nonempty = jnp.zeros((self.n_queues,), bool).at[queue].set(True)
+        k = jnp.arange(self.n_queues, dtype=jnp.float32)
+        rates = jnp.where(nonempty & (k > 0), 1.0 / jnp.sqrt(jnp.maximum(k, 1.0)), 0.0)
+        a = jnp.where(nonempty[0], arrival_prob, 0.0)
+        p = jnp.where(k > 0, rates / jnp.sum(rates) * (1.0 - a), a)
+        return p / jnp.sum(p)
+
+    def act(self, key: Array, s: LeitnerQueueState, ev: ReviewEvent, knob: Array, oracle=None):
+        item = ev.item
+        next_q = jnp.maximum(1, s.current_q + 2 * ev.correct.astype(jnp.int32) - 1)
+        queue = s.queue.at[item].set(next_q)
+        stamp = s.stamp.at[item].set(s.counter)
+        q = jax.random.choice(key, self.n_queues, p=self.probabilities(queue, knob))
+        chosen = jnp.argmin(jnp.where(queue == q, stamp, jnp.iinfo(jnp.int32).max)).astype(jnp.int32)
+        return chosen, LeitnerQueueState(queue=queue, stamp=stamp, counter=s.counter + 1, current_q=q.astype(jnp.int32),
+                                         started=jnp.ones((), bool))
+
+
+class SM2MnemosyneState(NamedTuple):
+    grade: Array     # int32[I] last grade (0 fail, 2 pass); cards start at grade 0
+    interval: Array  # int32[I] scheduled interval in days (next_rep - last_rep)
+    ret_reps_since_lapse: Array  # int32[I]
+    order: Array     # int32[I] the queue built at the last rebuild (cards, longest interval first)
+    pos: Array       # int32[] cards already popped from it (I = empty)
+    last: Array      # int32[] the card shown last (-1 = none this episode)
+
+
+class SM2Mnemosyne:
+    """SuperMemo-2 in the Mnemosyne variant as the ``SuperMnemoTutor`` of Reddy, Levine & Dragan
+    (2017) runs it on their simulator (pass grade 2, fail grade 0). Their time unit (5 per step)
+    is far below the scheduler's day, so every review is "early", easiness never leaves its
+    initial 0, and the schedule reduces to: a fail sets the interval to 0; a first pass sets it to
+    1 day (+0 or 1 day of noise); the first pass in retention to 6 days (+0 or 1), later passes to
+    1 day (+0 or 1). The queue is rebuilt, when empty, as every card sorted by interval, longest
+    first (their stage 1, which lists every card), never the last card twice in a row. As in the
+    reference, the cards' grades persist across episodes (one tutor per environment sample);
+    the queue does not."""
+
+    name = "sm2_mnemosyne"
+    tuned = None
+    persistent = True
+
+    def __init__(self, n_items: int, n_steps: int):
+        self.n_items = int(n_items)
+
+    def init(self, key: Array, oracle=None, knob=None) -> SM2MnemosyneState:
+        n = self.n_items
+        z = jnp.zeros((n,), jnp.int32)
+        return SM2MnemosyneState(grade=z, interval=z, ret_reps_since_lapse=z, order=jnp.arange(n, dtype=jnp.int32),
+                                 pos=jnp.asarray(n, jnp.int32), last=jnp.asarray(-1, jnp.int32))
+
+    def new_episode(self, s: SM2MnemosyneState) -> SM2MnemosyneState:
+        """The reference's ``reset``: an empty queue and no last card; the cards persist."""
+        return s._replace(pos=jnp.asarray(self.n_items, jnp.int32), last=jnp.asarray(-1, jnp.int32))
+
+    def grade(self, key: Array, s: SM2MnemosyneState, item: Array, correct: Array) -> SM2MnemosyneState:
+        noise = jax.random.bernoulli(key).astype(jnp.int32)  # random.choice([0, DAY]) for 0 < interval <= 10 days
+        g, rrsl = s.grade[item], s.ret_reps_since_lapse[item]
+        rrsl_pass = rrsl + 1
+        passed_interval = jnp.where(g == 0, 1, jnp.where(rrsl_pass == 1, 6, 1)) + noise
+        interval = jnp.where(correct, passed_interval, 0)
+        new_rrsl = jnp.where(correct, jnp.where(g == 0, rrsl, rrsl_pass), jnp.where(g == 0, rrsl, 0))
+        return s._replace(grade=s.grade.at[item].set(jnp.where(correct, 2, 0)),
+                          interval=s.interval.at[item].set(interval),
+                          ret_reps_since_lapse=s.ret_reps_since_lapse.at[item].set(new_rrsl))
+
+    def _pop(self, s: SM2MnemosyneState) -> tuple[Array, SM2MnemosyneState]:
+        empty = s.pos >= self.n_items
+        order = jnp.where(empty, jnp.argsort(-s.interval, stable=True).astype(jnp.int32), s.order)
+        pos = jnp.where(empty, 0, s.pos)
+        return order[pos], s._replace(order=order, pos=pos + 1)
+
+    def act(self, key: Array, s: SM2MnemosyneState, ev: ReviewEvent, knob: Array = None, oracle=None):
+        s = self.grade(key, s, ev.item, ev.correct)
+        card, s2 = self._pop(s)
+        again, s3 = self._pop(s2)  # the same card twice in a row: take the next one instead
+        repeat = (card == s.last) & (s.last != 0)  # the reference's `if self._card_id_last:` skips card 0
+        s = jax.tree.map(lambda a, b: jnp.where(repeat, a, b), s3, s2)
+        card = jnp.where(repeat, again, card).astype(jnp.int32)
+        return card, s._replace(last=card)
+
+
+class ThresholdTutorState(NamedTuple):
+    memory: Any  # the memory model's state as the tutor tracks it
+    t: Array     # float32[] the tutor's clock
+
+
+class ThresholdTutor:
+    """Reddy et al.'s ``ThresholdTutor`` (privileged): show the item whose recall, read from the
+    simulator's memory model, is closest to a threshold (``knob``, tuned on a grid).
+
+    ``notebook_clock=True`` reproduces the reference exactly: the tutor tracks a copy of the
+    simulator that is reset with its own random first review (at time ``delay``), logs each
+    review at the time it was shown (not after the delay, as the simulator does) and advances
+    its clock by the delay after each, so it reads recall one delay ahead of the simulator with
+    review times one delay early. ``False`` reads the simulator's true recall."""
+
+    name = "threshold"
+    tuned = "threshold"
+    persistent = False
+
+    def __init__(self, model, curr, n_items: int, delay: float, notebook_clock: bool = True):
+        self.model, self.curr, self.n_items, self.delay = model, curr, int(n_items), float(delay)
+        self.notebook_clock = bool(notebook_clock)
+
+    def init(self, key: Array, oracle, knob=None) -> ThresholdTutorState:
+        params, memory = oracle[0], oracle[1]
+        t = jnp.zeros((), jnp.float32)
+        if self.notebook_clock:  # the copy's own reset step: a random item at time 0, logged at time `delay`
+            k_item, k_out = jax.random.split(key)
+            item = jax.random.randint(k_item, (), 0, self.n_items)
+            p = self.model.p_correct(params, memory, self.curr, item, t)
+            correct = jax.random.uniform(k_out) < p
+            t = t + self.delay
+            memory = self.model.learn(key, params, memory, self.curr, item, correct, t, jnp.ones((), jnp.float32))
+        return ThresholdTutorState(memory=memory, t=t)
+
+    def act(self, key: Array, s: ThresholdTutorState, ev: ReviewEvent, knob: Array, oracle):
+        params = oracle[0]
+        logged_at = ev.t if self.notebook_clock else ev.t + ev.delay
+        memory = self.model.learn(key, params, s.memory, self.curr, ev.item, ev.correct, logged_at,
+                                  jnp.ones((), jnp.float32))
+        t = s.t + ev.delay if self.notebook_clock else ev.t + ev.delay
+        recall = self.model.mastery(params, memory, self.curr, t)
+        return jnp.argmin(jnp.abs(recall - knob)).astype(jnp.int32), ThresholdTutorState(memory=memory, t=t)

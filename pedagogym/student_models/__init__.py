@@ -15,8 +15,9 @@ from pedagogym.student_models.actr import ACTR  # noqa: E402
 from pedagogym.student_models.fsrs import FSRS  # noqa: E402
 from pedagogym.student_models.irt import IRT  # noqa: E402
 from pedagogym.student_models.pfa import PFA  # noqa: E402
+from pedagogym.student_models.dash import DASH  # noqa: E402
 
-for _model in (BKT(), EFC(), HLR(), ACTR(), FSRS(), IRT(n_pl=1), IRT(n_pl=2), IRT(n_pl=3), PFA(),
+for _model in (BKT(), EFC(), HLR(), ACTR(), FSRS(), IRT(n_pl=1), IRT(n_pl=2), IRT(n_pl=3), PFA(), DASH(),
                # adaptive testing: a fixed ability during the test (no learning), theta = the prior trait
                IRT(n_pl=3, theta0=0.0, growth=0.0, fail_growth=0.0, name="irt3pl_static"),):
     STUDENT_MODELS.register(_model.name, _model)

@@ -90,8 +90,8 @@ class EFC(StudentModel):
     def __init__(self, theta: float = 0.3, p_unseen: float = 0.05):
         if not theta > 0:
             raise PedagogymError(f"efc: theta must be > 0 (a decay rate per day), got {theta}")
-        if not 0.0 < p_unseen < 1.0:
-            raise PedagogymError(f"efc: p_unseen must be in (0, 1), got {p_unseen}")
+        if not 0.0 <= p_unseen < 1.0:
+            raise PedagogymError(f"efc: p_unseen must be in [0, 1) (0: the paper's formula exactly), got {p_unseen}")
         self.defaults = (float(theta), float(p_unseen))
 
     def _static_key(self) -> tuple:

@@ -27,6 +27,15 @@ Unseen traces, gate, items and traits follow the memory-model conventions docume
   ``prior`` shifts ``p_unseen`` on the logit scale, ``speed`` scales how much one review
   adds to the counts (``gain = exp(speed)``).
 
+Log-linear form (``form="loglinear"``): the student simulator of Reddy, Levine & Dragan (2017)
+(``HLREnv`` of github.com/rddy/deeptutor): natural base, raw counts, no clipping::
+
+    p = exp(-Δ / h),    h = exp(w_bias + w_right * n_right + w_wrong * n_wrong + w_lexeme)
+
+(their ``w = [1, 1, 0]`` on ``[attempts, correct, incorrect]`` is ``w_right = 2, w_wrong = 1``
+here, since attempts = correct + incorrect). ``all_seen=True`` counts every trace as seen from
+the start (prior exposure at ``last_review``), which their simulator assumes.
+
 Default weights (``w_bias = -1.6``, ``w_right = 1.5``, ``w_wrong = -0.5``) are a
 simulator choice, not Duolingo's fitted weights: one correct first review gives a
 half-life of about one day (``log2 h = -1.6 + 1.5 sqrt 2 - 0.5 = 0.02``), ten correct
@@ -93,9 +102,22 @@ def _seen(state: HLRState) -> Array:
     return (state.n_right + state.n_wrong) > 0
 
 
-def _trace_recall(params: HLRParams, state: HLRState, t: Array, difficulty: Array = 0.0) -> Array:
+FORMS = ("settles", "loglinear")
+
+
+def _trace_recall(params: HLRParams, state: HLRState, t: Array, difficulty: Array = 0.0,
+                  form: str = "settles", all_seen: bool = False) -> Array:
+    seen = True if all_seen else _seen(state)
+    if form == "loglinear":
+        h = _loglinear_h(params, state.n_right, state.n_wrong, difficulty)
+        return jnp.where(seen, jnp.exp(-jnp.maximum(t - state.last_review, 0.0) / h), 0.0)
     h = half_life(log2_half_life(params, state.n_right, state.n_wrong) - difficulty)
-    return jnp.where(_seen(state), recall(h, t - state.last_review), 0.0)
+    return jnp.where(seen, recall(h, t - state.last_review), 0.0)
+
+
+def _loglinear_h(params: HLRParams, n_right: Array, n_wrong: Array, difficulty: Array = 0.0) -> Array:
+    """float32[S] ``h = exp(w_bias + w_right n_right + w_wrong n_wrong + w_lexeme - difficulty)``."""
+    return jnp.exp(params.w_bias + params.w_right * n_right + params.w_wrong * n_wrong + params.w_lexeme - difficulty)
 
 
 class HLR(StudentModel):
@@ -104,13 +126,19 @@ class HLR(StudentModel):
     citation = "Settles & Meeder (2016), ACL"
 
     def __init__(self, w_bias: float = -1.6, w_right: float = 1.5, w_wrong: float = -0.5,
-                 p_unseen: float = 0.05):
-        if not 0.0 < p_unseen < 1.0:
-            raise PedagogymError(f"hlr: p_unseen must be in (0, 1), got {p_unseen}")
+                 p_unseen: float = 0.05, form: str = "settles", all_seen: bool = False):
+        if not 0.0 <= p_unseen < 1.0:
+            raise PedagogymError(f"hlr: p_unseen must be in [0, 1), got {p_unseen}")
+        if form not in FORMS:
+            raise PedagogymError(f"hlr: form must be one of {FORMS}, got {form!r}")
         self.defaults = (float(w_bias), float(w_right), float(w_wrong), float(p_unseen))
+        self.form, self.all_seen = form, bool(all_seen)
 
     def _static_key(self) -> tuple:
-        return self.defaults
+        return self.defaults + (self.form, self.all_seen)
+
+    def _recall(self, params: HLRParams, state: HLRState, t: Array, difficulty: Array = 0.0) -> Array:
+        return _trace_recall(params, state, t, difficulty, self.form, self.all_seen)
 
     def default_params(self, curr: CurriculumArrays) -> HLRParams:
         ones = jnp.ones((curr.n_skills,), jnp.float32)
@@ -130,7 +158,7 @@ class HLR(StudentModel):
         return HLRState(n_right=zeros, n_wrong=zeros, last_review=zeros)
 
     def p_correct(self, params: HLRParams, state: HLRState, curr: CurriculumArrays, item: Array, t: Array) -> Array:
-        r = _trace_recall(params, state, t, curr.difficulty[item])
+        r = self._recall(params, state, t, curr.difficulty[item])
         return skill_mean(params.p_unseen + (1.0 - params.p_unseen) * r, item_skills(curr, item))
 
     def learn(self, key: Array, params: HLRParams, state: HLRState, curr: CurriculumArrays,
@@ -138,13 +166,17 @@ class HLR(StudentModel):
         t = jnp.asarray(t, jnp.float32)
         g = jnp.clip(gate * item_skills(curr, item), 0.0, 1.0)
         ok = jnp.asarray(correct, jnp.float32)
-        r = _trace_recall(params, state, t)
+        r = self._recall(params, state, t)
         step = g * params.gain
         n_right = state.n_right + step * ok
         n_wrong = state.n_wrong + step * (1.0 - ok)
-        h_g = half_life(log2_half_life(params, n_right, n_wrong))
         r_g = jnp.clip(1.0 - (1.0 - g) * (1.0 - r), 1e-30, 1.0)
-        age = -h_g * jnp.log2(r_g)  # 2 ** (-age / h_g) = r_g
+        if self.form == "loglinear":
+            # exp(-age / h_g) = r_g; a full review (r_g = 1) has age 0 even when h_g overflows
+            age = jnp.where(r_g >= 1.0, 0.0, -_loglinear_h(params, n_right, n_wrong) * jnp.log(r_g))
+        else:
+            h_g = half_life(log2_half_life(params, n_right, n_wrong))
+            age = -h_g * jnp.log2(r_g)  # 2 ** (-age / h_g) = r_g
         upd = g > 0
         return HLRState(
             n_right=jnp.where(upd, n_right, state.n_right).astype(jnp.float32),
@@ -154,4 +186,4 @@ class HLR(StudentModel):
 
     def mastery(self, params: HLRParams, state: HLRState, curr: CurriculumArrays, t: Array) -> Array:
         """float32[S] recall of each word at ``t`` on an average item."""
-        return params.p_unseen + (1.0 - params.p_unseen) * _trace_recall(params, state, t)
+        return params.p_unseen + (1.0 - params.p_unseen) * self._recall(params, state, t)
