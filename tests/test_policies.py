@@ -446,10 +446,14 @@ def test_gym_runner_acts_validly_and_resets_memory_with_the_env():
                 return actions
 
     first = episode(3)
-    state = env._state
-    # the runner's Leitner memory followed the env's history: one card introduced per item presented
+    # mid-episode, the runner's Leitner memory follows the env's history: one card introduced per item presented
+    env.reset(seed=5)
+    for _ in range(4):
+        if any(env.step(runner.act(env))[2:4]):
+            break
     runner.act(env)
-    presented = np.asarray(state.history.item_attempts) > 0
+    presented = np.asarray(env.learner_state().history.item_attempts) > 0
+    assert presented.any()
     np.testing.assert_array_equal(np.asarray(runner._pstate.introduced), presented)
     assert episode(3) == first  # a new episode starts from a fresh memory: same learner, same actions
     # a privileged policy reads the env's latent state

@@ -131,7 +131,7 @@ def test_missing_file_and_mismatched_true_curriculum_fail_before_simulation(tmp_
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--learners", "1"], "learners: must be at least 2"),
+    (["--learners", "1"], "learners: must be from 2 to 100,000,000"),
     (["--policy", "telepathy"], "unknown policy 'telepathy'"),
     (["--model", "nope"], "unknown student_model 'nope'"),
     (["--population", "martians"], "unknown population 'martians'"),

@@ -45,24 +45,14 @@ def teacher_data(env, params, teacher, horizon: int, keys: Array, gamma: Array, 
     ``potential`` (EnvState -> float32[], optional): the shaping potential PPO adds
     (``r + gamma phi(s') - phi(s)``, zero at the end), so ``ret`` is the shaped return
     ``return - phi(s_t)`` the critic will be trained on."""
-    from pedagogym.policies.rollout import view_of
+    from pedagogym.policies.rollout import Step, play_episode
+
+    def emit(s: Step):
+        phi = jnp.zeros((), jnp.float32) if potential is None else potential(s.state)
+        return s.view.obs, s.view.action_mask, s.action, s.active, s.reward, phi
 
     def episode(key):
-        k_reset, k_env, k_policy = jax.random.split(key, 3)
-        _, state = env.reset(k_reset, params)
-        pstate = teacher.init(params)
-
-        def body(carry, t):
-            state, pstate = carry
-            view = view_of(teacher, env, state, params)
-            action, pstate2 = teacher.act(jax.random.fold_in(k_policy, t), pstate, view, params, env)
-            _, new_state, reward, _, _, _ = env.step(jax.random.fold_in(k_env, t), state, action, params)
-            alive = ~state.done
-            pstate2 = jax.tree.map(lambda a, b: jnp.where(alive, a, b), pstate2, pstate)
-            phi = jnp.zeros((), jnp.float32) if potential is None else potential(state)
-            return (new_state, pstate2), (view.obs, view.action_mask, action, alive, reward, phi)
-
-        _, (obs, mask, action, alive, reward, phi) = jax.lax.scan(body, (state, pstate), jnp.arange(horizon))
+        _, (obs, mask, action, alive, reward, phi) = play_episode(env, teacher, params, key, horizon, emit)
 
         def disc(g, x):
             r, a = x

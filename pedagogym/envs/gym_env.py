@@ -353,6 +353,14 @@ class PedagogyGymEnv(gym.Env):
         self._pending = (o.get(buf, "obs"), o.get(buf, "mask"), buf) if term or trunc else None
         return o.get(buf, "final_obs"), float(o.scalar(buf, "reward")), term, trunc, info
 
+    def learner_state(self):
+        """The current learner's ``EnvState`` (unpacked from the compiled step's carry), or
+        ``None`` before the first ``reset``: what a pedagogym policy acting through this env
+        (:class:`pedagogym.policies.gym.GymPolicyRunner`) reads."""
+        if self._carry is None:
+            return None
+        return self._kernel.state.unpack(jnp.asarray(self._carry)[0])[1]
+
     def action_masks(self) -> np.ndarray:
         """bool[I] valid items now (sb3-contrib MaskablePPO calls this)."""
         if self._mask is None:

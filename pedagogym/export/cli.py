@@ -8,44 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pedagogym.argtypes import int_in as _int_in
+from pedagogym.argtypes import positive_float as _positive_float
+from pedagogym.argtypes import setting as _setting
 from pedagogym.errors import UsageError, exit_on_user_error
-
-
-def _setting(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        parsed = json.loads(value)  # numbers, true/false, "strings"
-    except json.JSONDecodeError:
-        parsed = value
-    return key.strip(), parsed
-
-
-def _int_in(lo: int, hi: int | None = None):
-    """An argparse type: an integer in [lo, hi]."""
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if v < lo or (hi is not None and v > hi):
-            raise argparse.ArgumentTypeError(f"expected an integer from {lo}{f' to {hi}' if hi is not None else ' up'}, "
-                                             f"got {v}")
-        return v
-    return parse
-
-
-def _positive_float(text: str) -> float:
-    import math
-
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
-    return v
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

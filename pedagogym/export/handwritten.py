@@ -34,6 +34,7 @@ NOT_EXPORTABLE = {
     "greedy_oracle": "privileged: reads the simulated learner's latent state, which no platform has",
     "upper_bound": "privileged: plans on the simulated learner's latent state, which no platform has",
     "belief_planner": "its lookahead (top-k candidates, response branches) is not built as a graph yet",
+    "memorize": "privileged: its review intensity reads the simulated learner's true recall, which no platform has",
     "threshold": "privileged: reads the simulated learner's true recall probabilities, which no platform has",
     "cat_max_info": "its EAP ability posterior (a quadrature over per-item response counts) is not built as a graph yet",
     "cat_kl": "its EAP ability posterior (a quadrature over per-item response counts) is not built as a graph yet",

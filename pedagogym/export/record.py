@@ -13,7 +13,7 @@ import numpy as np
 from pedagogym.envs.core import EnvParams, PedagogyEnv
 from pedagogym.policies.base import NEG, Policy
 from pedagogym.schema import SECONDS_PER_DAY
-from pedagogym.policies.rollout import learner_keys, view_of
+from pedagogym.policies.rollout import Step, learner_keys, play_episode
 from pedagogym.export.sources import policy_scores
 
 
@@ -40,31 +40,18 @@ class Recording(NamedTuple):
 
 @partial(jax.jit, static_argnums=(0, 1, 2))
 def _record(env: PedagogyEnv, policy: Policy, n_steps: int, params: EnvParams, keys):
+    def emit(s: Step) -> dict[str, Any]:
+        v, info = s.view, s.info
+        scores = policy_scores(policy, s.key, s.pstate, v, params, env)
+        return dict(obs=v.obs, mask=v.action_mask, scores=jnp.where(v.action_mask, scores, NEG), action=s.action,
+                    active=s.active, valid=info["valid_action"], correct=info["correct"], observed=info["observed"],
+                    response_time=info["response_time"], t_presented=s.state.history.t, t_after=s.new_state.history.t,
+                    history=s.state.history, dropped=s.new_state.dropped, mastered=s.new_state.mastered_at >= 0)
+
     def episode(key):
-        k_reset, k_env, k_policy = jax.random.split(key, 3)
-        _, state = env.reset(k_reset, params)
-        pstate = policy.init(params)
-
-        def body(carry, t):
-            state, pstate = carry
-            view = view_of(policy, env, state, params)
-            kp = jax.random.fold_in(k_policy, t)
-            s = policy_scores(policy, kp, pstate, view, params, env)
-            action, pstate2 = policy.act(kp, pstate, view, params, env)
-            _, new, _, _, _, info = env.step(jax.random.fold_in(k_env, t), state, action, params)
-            active = ~state.done
-            pstate2 = jax.tree.map(lambda a, b: jnp.where(active, a, b), pstate2, pstate)
-            out = dict(obs=view.obs, mask=view.action_mask, scores=jnp.where(view.action_mask, s, NEG), action=action,
-                       active=active, valid=info["valid_action"], correct=info["correct"], observed=info["observed"],
-                       response_time=info["response_time"], t_presented=state.history.t, t_after=new.history.t,
-                       history=state.history, dropped=new.dropped, mastered=new.mastered_at >= 0)
-            return (new, pstate2), out
-
-        (state, _), out = jax.lax.scan(body, (state, pstate), jnp.arange(n_steps))
-        final_obs = env.observation(state, params)
-        final_mask = env.action_mask(state, params)
-        out["obs"] = jnp.concatenate([out["obs"], final_obs[None]])
-        out["mask"] = jnp.concatenate([out["mask"], final_mask[None]])
+        state, out = play_episode(env, policy, params, key, n_steps, emit)
+        out["obs"] = jnp.concatenate([out["obs"], env.observation(state, params)[None]])
+        out["mask"] = jnp.concatenate([out["mask"], env.action_mask(state, params)[None]])
         return out
 
     return jax.vmap(episode)(keys)

@@ -94,25 +94,12 @@ class Log:
     skill_names: tuple[str, ...] = ()  # the skills as written in the log (ids are made loader-safe)
     notes: tuple[str, ...] = ()  # how the reader read it (format, skipped rows)
 
-    @property
-    def n_interactions(self) -> int:
-        return int(self.learner.shape[0])
-
-    @property
-    def n_learners(self) -> int:
-        return len(self.learner_ids)
-
-    @property
-    def n_items(self) -> int:
-        return len(self.item_ids)
-
-    @property
-    def n_skills(self) -> int:
-        return len(self.skill_ids)
-
-    @property
-    def has_groups(self) -> bool:
-        return self.learner_group is not None
+    # sizes, derived (not fields)
+    n_interactions = property(lambda self: int(self.learner.shape[0]), doc="responses (rows) in the log")
+    n_learners = property(lambda self: len(self.learner_ids), doc="distinct learners")
+    n_items = property(lambda self: len(self.item_ids), doc="distinct items")
+    n_skills = property(lambda self: len(self.skill_ids), doc="distinct skills (the columns of ``q_matrix``)")
+    has_groups = property(lambda self: self.learner_group is not None, doc="learners carry a group label")
 
     def learner_counts(self) -> np.ndarray:
         """int64[L] interactions per learner."""

@@ -8,7 +8,7 @@
         if terminated or truncated:
             break
 
-The runner reads the env's logged history (``PedagogyGymEnv._state``) and
+The runner reads the env's logged history (``PedagogyGymEnv.learner_state()``) and
 ``action_masks()``, and keeps the policy's per-learner memory between calls; the memory
 is reset when the env starts a new episode (its step count went back) or on ``reset()``.
 The same jitted ``policy.act`` as in batched rollouts does the work.
@@ -52,14 +52,14 @@ class GymPolicyRunner:
         base = env.unwrapped
         if not isinstance(base, PedagogyGymEnv):
             raise TypeError(f"GymPolicyRunner needs a PedagogyGymEnv, got {type(base).__name__}")
-        if base._state is None:
+        if base.learner_state() is None:
             raise RuntimeError("call env.reset() before asking the runner for an action")
         return base
 
     def act(self, env: gym.Env) -> int:
         """The policy's item for the env's current learner (always a valid one)."""
         base = self._unwrap(env)
-        state, params = base._state, base.params
+        state, params = base.learner_state(), base.params
         step = int(state.history.step)
         if self._pstate is None or step == 0 or step < self._last_step:  # first call or a new episode
             self._pstate = self.policy.init(params)

@@ -16,7 +16,7 @@ CPU devices.
 from __future__ import annotations
 
 from functools import lru_cache, partial
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -56,6 +56,50 @@ def view_of(policy: Policy, env: PedagogyEnv, state: EnvState, params: EnvParams
 
 def learner_keys(key: Array, n: int) -> Array:
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
+
+
+class Step(NamedTuple):
+    """One decision of :func:`play_episode`, as its ``emit`` sees it: the policy's ``key``,
+    its memory ``pstate`` and ``view`` before acting, the ``action``, the env ``state`` before
+    and ``new_state`` after the step, its ``reward`` and ``info``, and ``active`` (the
+    episode had not ended before this step; after the end the env and memory stand still)."""
+
+    t: Array
+    key: Array
+    state: EnvState
+    pstate: Any
+    view: PolicyView
+    action: Array
+    new_state: EnvState
+    reward: Array
+    info: dict
+    active: Array
+
+
+def play_episode(env: PedagogyEnv, policy: Policy, params: EnvParams, key: Array, horizon: int,
+                 emit: Callable[[Step], Any]) -> tuple[EnvState, Any]:
+    """One learner taught by ``policy`` for ``horizon`` decisions (traced: jit/vmap it), with
+    the key schedule of :func:`evaluate` (reset, env and policy keys split from ``key``, folded
+    with the step). Returns the final ``EnvState`` and ``emit``'s per-step pytrees stacked over
+    the steps: the one episode loop that recording (export parity), imitation data (agents)
+    and the like share."""
+    k_reset, k_env, k_policy = jax.random.split(key, 3)
+    _, state = env.reset(k_reset, params)
+    pstate = policy.init(params)
+
+    def body(carry, t):
+        state, pstate = carry
+        view = view_of(policy, env, state, params)
+        kp = jax.random.fold_in(k_policy, t)
+        action, pstate2 = policy.act(kp, pstate, view, params, env)
+        _, new_state, reward, _, _, info = env.step(jax.random.fold_in(k_env, t), state, action, params)
+        active = ~state.done
+        pstate2 = jax.tree.map(lambda a, b: jnp.where(active, a, b), pstate2, pstate)
+        out = emit(Step(t, kp, state, pstate, view, action, new_state, reward, info, active))
+        return (new_state, pstate2), out
+
+    (state, _), out = jax.lax.scan(body, (state, pstate), jnp.arange(horizon))
+    return state, out
 
 
 def _episode(env: PedagogyEnv, policy: Policy, horizon: int, params: EnvParams, key: Array) -> EpisodeResult:

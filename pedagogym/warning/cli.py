@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from pedagogym.export.cli import _setting
+from pedagogym.argtypes import setting as _setting
 from pedagogym.errors import UsageError
 
 
@@ -75,12 +75,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+WARN_DESCRIPTION = ("Predict each learner's risk of dropping out and of not reaching mastery by the horizon "
+                    "from the event log a policy sees; trained and evaluated on simulated learners (held out by "
+                    "learner).")
+
+
 def add_warn_parser(subparsers: argparse._SubParsersAction) -> None:
     """``pedagogym warn train|evaluate``."""
-    p = subparsers.add_parser("warn", help="early warning: train / evaluate a dropout and mastery risk predictor",
-                              description="Predict each learner's risk of dropping out and of not reaching mastery "
-                                          "by the horizon from the event log a policy sees; trained and evaluated on "
-                                          "simulated learners (held out by learner).")
+    p = subparsers.add_parser("warn", description=WARN_DESCRIPTION,
+                              help="early warning: train / evaluate a dropout and mastery risk predictor")
     sub = p.add_subparsers(dest="warn_verb", required=True)
 
     def common(s: argparse.ArgumentParser) -> None:
