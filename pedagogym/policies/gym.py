@@ -48,18 +48,20 @@ class GymPolicyRunner:
         self._last_step = 0
 
     @staticmethod
-    def _unwrap(env: gym.Env) -> PedagogyGymEnv:
+    def _unwrap(env: gym.Env) -> tuple[PedagogyGymEnv, Any]:
+        """The base env and its current learner's state (unpacked once per call)."""
         base = env.unwrapped
         if not isinstance(base, PedagogyGymEnv):
             raise TypeError(f"GymPolicyRunner needs a PedagogyGymEnv, got {type(base).__name__}")
-        if base.learner_state() is None:
+        state = base.learner_state()
+        if state is None:
             raise RuntimeError("call env.reset() before asking the runner for an action")
-        return base
+        return base, state
 
     def act(self, env: gym.Env) -> int:
         """The policy's item for the env's current learner (always a valid one)."""
-        base = self._unwrap(env)
-        state, params = base.learner_state(), base.params
+        base, state = self._unwrap(env)
+        params = base.params
         step = int(state.history.step)
         if self._pstate is None or step == 0 or step < self._last_step:  # first call or a new episode
             self._pstate = self.policy.init(params)
