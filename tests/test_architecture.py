@@ -35,7 +35,7 @@ LAYERS = (
     ("agents", ("agents",)),
     ("experiments", ("experiments",)),
     ("features", ("stress", "fitting", "warning", "export", "bench", "replicate")),
-    ("cli", ("cli",)),
+    ("cli", ("cli", "__main__")),  # __main__: `python -m pedagogym`
 )
 # imports against the layers that exist today, with why: (importer, imported) -> reason
 ALLOWED_UPWARD: dict[tuple[str, str], str] = {

@@ -39,3 +39,14 @@ def test_registry_error_is_a_user_error_and_a_key_error():
     with pytest.raises(KeyError, match="unknown test_errors_kind 'x'"):
         reg.get("x")
     assert issubclass(RegistryError, PedagogymError)
+
+
+def test_python_m_pedagogym_is_the_cli():
+    """``python -m pedagogym`` runs the same command line, exit codes included."""
+    import subprocess
+    import sys
+
+    ok = subprocess.run([sys.executable, "-m", "pedagogym", "list", "--kind", "policy"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "policy random" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "pedagogym", "run", "no-such-config.toml"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no-such-config.toml" in bad.stderr and "Traceback" not in bad.stderr
