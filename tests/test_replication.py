@@ -14,7 +14,7 @@ import pytest
 
 from pedagogym.envs.rewards import mean_log_recall, mean_recall
 from pedagogym.replicate.setting import SIMULATORS, RecallEnv, Sample, flashcards
-from pedagogym.replicate.tutors import GRID, episodes, hand_tutors, tune_and_evaluate
+from pedagogym.replicate.tutors import GRID, episodes, hand_tutors, tune_and_evaluate, tune_and_evaluate_samples
 from pedagogym.student_models.dash import DASH, DASHState
 from pedagogym.student_models.efc import EFC, EFCState
 from pedagogym.student_models.hlr import HLR, HLRState
@@ -91,6 +91,15 @@ def test_tuning_picks_the_best_grid_value(label):
     assert len(set(per_value)) > 1  # the small case separates the values
     assert float(best) == float(hand.grid[int(np.argmax(per_value))]) and scores.shape == (3,)
     assert GRID.shape == (100,) and float(GRID[-1]) == pytest.approx(0.99)
+    # the study's batched path (one program for both phases, over several samples) gives the same
+    # choice and the same episodes as the per-sample reference, on every sample
+    samples = jax.vmap(env.sim.draw)(jax.random.split(jax.random.PRNGKey(0), 2))
+    keys = jax.random.split(key, 2)
+    best_b, scores_b = tune_and_evaluate_samples(env, hand, samples, keys, n_eval=3, n_tune=2)
+    for i in range(2):
+        b_i, s_i = tune_and_evaluate(env, hand, jax.tree.map(lambda x: x[i], samples), keys[i], n_eval=3, n_tune=2)
+        assert float(best_b[i]) == float(b_i)
+        np.testing.assert_allclose(scores_b[i], np.asarray(s_i), rtol=1e-6)
 
 
 def test_quick_end_to_end_writes_every_file(tmp_path):
