@@ -48,8 +48,8 @@ class StudyConfig:
     seed: int = 0
     sims: tuple[tuple[str, str], ...] = SIMS
     rl: bool = True
-    rl_timesteps: int = 96_000    # PPO env steps per environment sample (the paper: 400,000 with TRPO)
-    rl_num_envs: int = 16
+    rl_timesteps: int = 400_000   # PPO env steps per environment sample: the paper's 100 TRPO iterations x 4,000
+    rl_num_envs: int = 20         # 20 episodes x 200 steps = the paper's 4,000 steps per iteration
     rl_num_steps: int = 200
     rl_history: int = 8           # reviews the MLP policy sees (the paper's GRU sees them all)
     rl_hidden: tuple[int, ...] = (64,)
@@ -68,7 +68,7 @@ class StudyConfig:
 
     @classmethod
     def quick(cls, **over) -> "StudyConfig":
-        return dataclasses.replace(cls(reps=3, episodes=10, rl_timesteps=16 * 200 * 2), **over)
+        return dataclasses.replace(cls(reps=3, episodes=10, rl_timesteps=20 * 200 * 2), **over)
 
     def models(self) -> list[str]:
         """The student models of ``sims``, in order: one compiled program per model and tutor."""
