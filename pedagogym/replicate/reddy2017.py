@@ -158,17 +158,16 @@ def draw_samples(cfg: StudyConfig, sim_name: str):
     return samples, [p[1] for p in parts], labels
 
 
-def study_jobs(cfg: StudyConfig) -> tuple[list[tuple[str, str, Callable[[], dict]]], list[str]]:
-    """([(model, tutor, job)], sim labels): one job per model and tutor, each compiling and running
+def study_jobs(cfg: StudyConfig) -> list[tuple[str, str, Callable[[], dict]]]:
+    """[(model, tutor, job)]: one job per model and tutor, each compiling and running
     its own program and returning ``{label: (scores, tuned, curves)}``. Jobs share nothing, and
     every key is drawn before any job runs, so their results do not depend on the order (or the
     thread) they run in."""
     n_tune = max(1, cfg.episodes // 100)
-    jobs, labels_all = [], []
+    jobs = []
     for sim_name in cfg.models():
         env = RecallEnv(SIMULATORS[sim_name], "L")  # the reward comes with each sample (Sample.ll)
         samples, sim_keys, labels = draw_samples(cfg, sim_name)
-        labels_all += labels
 
         def split(arrays, labels=labels):
             return {label: tuple(None if a is None else a[j * cfg.reps:(j + 1) * cfg.reps] for a in arrays)
@@ -190,7 +189,7 @@ def study_jobs(cfg: StudyConfig) -> tuple[list[tuple[str, str, Callable[[], dict
                 return split((scores, None, curves))
 
             jobs.append((sim_name, "RL", rl_job))
-    return jobs, labels_all
+    return jobs
 
 
 def run_study(cfg: StudyConfig, progress=None, workers: int | None = None) -> tuple[list[dict], dict]:
@@ -204,7 +203,7 @@ def run_study(cfg: StudyConfig, progress=None, workers: int | None = None) -> tu
 
     cfg.validate()
     tutors = [t for t in TUTORS if cfg.rl or t != "RL"]
-    jobs, _ = study_jobs(cfg)
+    jobs = study_jobs(cfg)
     per: dict[str, dict] = {}
     workers = max(1, workers or os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="replicate") as pool:
