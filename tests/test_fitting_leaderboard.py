@@ -68,3 +68,11 @@ def test_fit_with_a_test_file_writes_the_leaderboard(tmp_path):
     md = (out / "leaderboard.md").read_text()
     assert "a separate test file" in md and "| 1 |" in md
     assert "separate test file" in (out / "report.md").read_text()
+    # the models fitted side by side (workers=2) give the same files as one after the other
+    one = tmp_path / "one"
+    assert fit_command([tmp_path / "train.csv"], "bkt,pfa", one, test=[tmp_path / "test.csv"], quiet=True,
+                       num_fits=2, max_trait_interactions=2000, workers=1) == 0
+    for name in ("leaderboard.csv", "params_bkt.csv", "params_pfa.csv", "population_pfa.toml"):
+        assert (one / name).read_text() == (out / name).read_text(), name
+    timeless = lambda d: pd.read_csv(d / "metrics.csv").filter(regex="^(?!.*seconds)")  # noqa: E731
+    pd.testing.assert_frame_equal(timeless(one), timeless(out))

@@ -121,6 +121,8 @@ def test_unfittable_skill_is_named_and_allow_partial_keeps_the_rest():
     ({"num_fits": 0}, "num_fits must be an integer >= 1"),
     ({"max_trait_interactions": 0}, "max_trait_interactions must be an integer >= 1"),
     ({"holdout": 1.5}, r"holdout must be in \[0, 1\)"),
+    ({"max_guess_slip": 0.0}, r"max_guess_slip must be in \(0, 1\]"),
+    ({"max_guess_slip": 1.5}, r"max_guess_slip must be in \(0, 1\]"),
 ])
 def test_numeric_options_are_validated(kwargs, message):
     log = from_frame(_odd_log(), salt="x")
@@ -129,7 +131,8 @@ def test_numeric_options_are_validated(kwargs, message):
 
 
 @pytest.mark.parametrize("option, value", [("--session-gap-minutes", "-3"), ("--session-gap-minutes", "inf"),
-                                           ("--num-fits", "0"), ("--holdout", "1"), ("--min-group-size", "x")])
+                                           ("--num-fits", "0"), ("--holdout", "1"), ("--min-group-size", "x"),
+                                           ("--max-guess-slip", "0")])
 def test_cli_rejects_bad_numbers_with_exit_2(tmp_path, capsys, option, value):
     from pedagogym.cli import main
 
@@ -173,3 +176,28 @@ def test_no_output_file_holds_nan_or_inf_and_cells_are_safe(tmp_path):
     assert set(curriculum.skill_ids) == {"=SUM(A1:A9)", "Addition_and_Subtraction"}
     assert set(curriculum.item_ids) == {"@item_one", "-item_two"}
     assert {s.name for s in curriculum.skills} == {"=SUM(A1:A9)", "Addition and Subtraction"}
+
+
+def _mirror_log() -> pd.DataFrame:
+    """Learners who answer their first 1-2 attempts right, then only wrong (as on the GLOPs
+    set G5.214): the likelihood's maximum lies where the "known" state answers wrong
+    (slip > 0.5), which the default bound guess, slip <= 0.5 excludes."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in range(40):
+        n_right = int(rng.integers(1, 3)) if k % 4 else 0
+        for j in range(10):
+            rows.append({"learner_id": f"l{k:02d}", "item_id": "i0", "skill_id": "s0", "correct": int(j < n_right),
+                         "timestamp": 1.7e9 + 60.0 * (10 * k + j)})
+    return pd.DataFrame(rows)
+
+
+def test_guess_slip_bound_is_named_when_it_binds_and_can_be_lifted():
+    log = from_frame(_mirror_log(), salt="x")
+    bounded = fit(log, "bkt", holdout=0.0, num_fits=3, estimate_traits=False, min_group_size=1)
+    assert max(bounded.skill_params["p_guess"][0], bounded.skill_params["p_slip"][0]) == pytest.approx(0.5, abs=1e-4)
+    assert any("at its bound 0.5" in n and "s0" in n and "--max-guess-slip 1" in n for n in bounded.notes)
+    free = fit(log, "bkt", holdout=0.0, num_fits=3, estimate_traits=False, min_group_size=1, max_guess_slip=1.0)
+    assert max(free.skill_params["p_guess"][0], free.skill_params["p_slip"][0]) > 0.6
+    assert not any("at its bound" in n for n in free.notes)
+    assert free.train_nll < bounded.train_nll - 1e-3  # the lifted bound reaches a higher likelihood

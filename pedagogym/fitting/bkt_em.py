@@ -2,9 +2,10 @@
 
 Each (learner, skill) pair is one hidden-Markov sequence: the skill's responses in time
 order, a response counting for each skill its item exercises (as pyBKT does). The
-forward-backward pass runs over all sequences of a length bucket together (``lax.scan``
-over time, vectorised over sequences); expected counts are summed per skill with
-``segment_sum``; the M-step is closed form (Baum 1970; pyBKT's ``EM_fit``):
+sequences are laid end to end in lanes of the longest one's length (little padding, one
+compilation); the forward-backward pass runs over all lanes together (``lax.scan`` over
+time, vectorised over lanes, restarting at each sequence's start and end); expected counts
+are summed per skill with ``segment_sum``; the M-step is closed form (Baum 1970; pyBKT's ``EM_fit``):
 
     p_init   = E[known at the first opportunity]
     p_learn  = E[unknown -> known] / E[unknown before an opportunity with a successor]
@@ -26,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pedagogym.fitting.engine import lay_out
 from pedagogym.student_models.bkt import BKTParams
 
 MIN_P = 1e-4
@@ -33,39 +35,49 @@ LOG_FLOOR = 1e-30  # probabilities below this are taken as this inside logs (flo
 
 
 class SkillSequences(NamedTuple):
-    """One length bucket, time-major: obs float32[T, B]; mask bool[T, B]; skill int32[B]."""
+    """(learner, skill) sequences in lanes, time-major: obs float32[T, B]; mask bool[T, B]
+    (padding False); skill int32[T, B] the sequence's skill per row (or int32[B], one
+    sequence per lane); start bool[T, B] a sequence starts at this row (None: only row 0).
+    A lane holds sequences end to end (:func:`pedagogym.fitting.engine.lay_out`): the
+    forward pass restarts from the prior at each start, the backward pass at each end."""
 
     obs: jax.Array
     mask: jax.Array
     skill: jax.Array
+    start: jax.Array | None = None
 
 
-def pack_skill_sequences(log, min_len: int = 4) -> tuple[SkillSequences, ...]:
-    """(learner, skill) sequences of ``log``, bucketed by length (powers of four: few
-    buckets, so few compilations, at the cost of some padding)."""
+def pack_skill_sequences(log) -> tuple[SkillSequences, ...]:
+    """The (learner, skill) sequences of ``log`` (a row for each response and skill of its
+    item, as pyBKT counts them), laid end to end in lanes of the longest one's length: one
+    layout, little padding, one compilation."""
     rows, skills = np.nonzero(log.q_matrix[log.item])  # a row for each (response, skill)
     learner = log.learner[rows]
     order = np.lexsort((rows, learner, skills))  # skill, learner, time (log rows are time-sorted per learner)
     rows, skills, learner = rows[order], skills[order], learner[order]
     key = skills.astype(np.int64) * (log.n_learners + 1) + learner
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
     lengths = np.diff(np.r_[starts, len(key)])
-    size = np.maximum(min_len, 4 ** np.ceil(np.log(lengths) / np.log(4) - 1e-9)).astype(int)
-    obs_all = log.correct[rows].astype(np.float32)
-    out = []
-    for bucket in np.unique(size):
-        who = np.flatnonzero(size == bucket)
-        T = int(lengths[who].max())
-        pos = np.arange(T)[:, None]
-        mask = pos < lengths[who][None, :]
-        idx = np.where(mask, starts[who][None, :] + pos, 0)
-        out.append(SkillSequences(obs=jnp.asarray(np.where(mask, obs_all[idx], 0.0)), mask=jnp.asarray(mask),
-                                  skill=jnp.asarray(skills[starts[who]], jnp.int32)))
-    return tuple(out)
+    T, B, pos = lay_out(lengths)
+    is_start = np.zeros(len(key), bool)
+    is_start[starts] = True
+
+    def grid(values, fill, dtype):
+        out = np.full(T * B, fill, dtype)
+        out[pos] = values
+        return jnp.asarray(out.reshape(T, B))
+
+    return (SkillSequences(obs=grid(log.correct[rows], 0.0, np.float32), mask=grid(True, False, bool),
+                           skill=grid(skills, 0, np.int32), start=grid(is_start, False, bool)),)
+
+
+def _lse2(a: jax.Array, b: jax.Array) -> jax.Array:
+    """log(exp(a) + exp(b)) for finite a, b (one exp, one log1p)."""
+    return jnp.maximum(a, b) + jnp.log1p(jnp.exp(-jnp.abs(a - b)))
 
 
 def _stats(params: jax.Array, seq: SkillSequences, n_skills: int) -> tuple[jax.Array, jax.Array]:
-    """Expected counts float32[10, S] and the log-likelihood float32[S] of one bucket, per skill.
+    """Expected counts float32[10, S] and the log-likelihood float32[S] of the sequences, per skill.
 
     ``params`` float32[5, S]: p_init, p_learn, p_forget, p_guess, p_slip.
 
@@ -74,51 +86,55 @@ def _stats(params: jax.Array, seq: SkillSequences, n_skills: int) -> tuple[jax.A
     plain per-step normalisation still underflows when a long run of right answers drives
     P(unknown) below float32's range and a later run of errors needs it back (beta then
     overflows: inf * 0 = NaN); in log space every response string a learner can produce has
-    a finite likelihood."""
-    p0, pl, pf, pg, ps = (params[k][seq.skill] for k in range(5))
-    A = jnp.stack([jnp.stack([1 - pl, pl], -1), jnp.stack([pf, 1 - pf], -1)], 1)  # [B, 2(from), 2(to)]
-    logA = jnp.log(jnp.maximum(A, LOG_FLOOR))  # p_forget = 0 -> a negligible, finite log
+    a finite likelihood. Every log of a parameter is taken once per row, before the scans
+    (probabilities floored at ``LOG_FLOOR``), so the scans only add, compare and use
+    :func:`_lse2`."""
+    T, B = seq.obs.shape
+    skill = seq.skill if seq.skill.ndim == 2 else jnp.broadcast_to(seq.skill[None, :], (T, B))
+    start = seq.start if seq.start is not None else jnp.broadcast_to((jnp.arange(T) == 0)[:, None], (T, B))
+    p0, pl, pf, pg, ps = (params[k][skill] for k in range(5))  # [T, B]
+    L = lambda x: jnp.log(jnp.maximum(x, LOG_FLOOR))  # noqa: E731  (p_forget = 0: a negligible, finite log)
+    a00, a01, a10, a11 = L(1 - pl), L(pl), L(pf), L(1 - pf)  # log A[from, to]; 0 = unknown, 1 = known
+    y = seq.obs > 0.5
+    e0 = jnp.where(y, L(pg), L(1 - pg))  # log P(response | unknown)
+    e1 = jnp.where(y, L(1 - ps), L(ps))  # log P(response | known)
+    q0, q1 = L(1 - p0), L(p0)
+    mask = seq.mask
 
-    def log_emis(y):
-        e = jnp.stack([jnp.where(y > 0.5, pg, 1 - pg), jnp.where(y > 0.5, 1 - ps, ps)], -1)  # [B, 2]
-        return jnp.log(jnp.maximum(e, LOG_FLOOR))
+    def fwd(carry, x):
+        n0, n1 = carry  # log P(state) predicted for this row from the previous one
+        st, m, e0, e1, q0, q1, a00, a01, a10, a11 = x
+        n0, n1 = jnp.where(st, q0, n0), jnp.where(st, q1, n1)
+        u0, u1 = n0 + e0, n1 + e1
+        lc = _lse2(u0, u1)
+        la0, la1 = jnp.where(m, u0 - lc, n0), jnp.where(m, u1 - lc, n1)
+        return (_lse2(la0 + a00, la1 + a10), _lse2(la0 + a01, la1 + a11)), (la0, la1, jnp.where(m, lc, 0.0))
 
-    def fwd(lpred, x):
-        y, m = x
-        lu = lpred + log_emis(y)
-        lc = jax.nn.logsumexp(lu, axis=-1)
-        la = jnp.where(m[:, None], lu - lc[:, None], lpred)
-        lc = jnp.where(m, lc, 0.0)
-        nxt = jax.nn.logsumexp(la[:, :, None] + logA, axis=1)  # [B, 2(to)]
-        return nxt, (la, lc)
-
-    lpred0 = jnp.log(jnp.maximum(jnp.stack([1 - p0, p0], -1), LOG_FLOOR))
-    _, (la, lc) = jax.lax.scan(fwd, lpred0, (seq.obs, seq.mask))  # [T, B, 2], [T, B]
+    zero = jnp.zeros((B,), jnp.float32)
+    _, (la0, la1, lc) = jax.lax.scan(fwd, (zero, zero), (start, mask, e0, e1, q0, q1, a00, a01, a10, a11))
 
     def bwd(carry, x):
-        lv, has_next = carry  # lv = log(e_{t+1} * beta_{t+1} / c_{t+1})
-        a, y, m, lct = x
-        lbeta = jnp.where(has_next[:, None], jax.nn.logsumexp(logA + lv[:, None, :], axis=2), 0.0)
-        gamma = jax.nn.softmax(a + lbeta, axis=-1)  # sums to 1 (exactly, up to rounding)
-        xi01 = jnp.where(has_next, jnp.exp(jnp.minimum(a[:, 0] + logA[:, 0, 1] + lv[:, 1], 0.0)), 0.0)
-        xi10 = jnp.where(has_next, jnp.exp(jnp.minimum(a[:, 1] + logA[:, 1, 0] + lv[:, 0], 0.0)), 0.0)
-        mm = m.astype(jnp.float32)
-        hn = has_next.astype(jnp.float32)
-        out = jnp.stack([
-            gamma[:, 0] * hn, gamma[:, 1] * hn, xi01, xi10,
-            gamma[:, 0] * mm, gamma[:, 0] * y * mm, gamma[:, 1] * mm, gamma[:, 1] * (1 - y) * mm,
-        ], 0)  # [8, B]
-        lv_new = log_emis(y) + lbeta - lct[:, None]
-        return (lv_new, m), (out, gamma[:, 1])
+        lv0, lv1, has_next = carry  # lv = log(e_{t+1} * beta_{t+1} / c_{t+1})
+        la0, la1, y, m, st, lct, e0, e1, a00, a01, a10, a11 = x
+        lb0 = jnp.where(has_next, _lse2(a00 + lv0, a01 + lv1), 0.0)
+        lb1 = jnp.where(has_next, _lse2(a10 + lv0, a11 + lv1), 0.0)
+        d = (la1 + lb1) - (la0 + lb0)
+        g0, g1 = jax.nn.sigmoid(-d), jax.nn.sigmoid(d)  # gamma: the posterior of the row's state
+        xi01 = jnp.where(has_next, jnp.exp(jnp.minimum(la0 + a01 + lv1, 0.0)), 0.0)
+        xi10 = jnp.where(has_next, jnp.exp(jnp.minimum(la1 + a10 + lv0, 0.0)), 0.0)
+        mm, hn, yf = m.astype(jnp.float32), has_next.astype(jnp.float32), y.astype(jnp.float32)
+        out = jnp.stack([g0 * hn, g1 * hn, xi01, xi10, g0 * mm, g0 * yf * mm, g1 * mm, g1 * (1 - yf) * mm], 0)
+        return (e0 + lb0 - lct, e1 + lb1 - lct, m & ~st), (out, g1)
 
-    B = seq.skill.shape[0]
-    init = (jnp.zeros((B, 2), jnp.float32), jnp.zeros((B,), bool))
-    _, (counts, g1) = jax.lax.scan(bwd, init, (la, seq.obs, seq.mask, lc), reverse=True)
-    per_seq = jnp.sum(counts, axis=0)  # [8, B]
-    stats = jax.vmap(lambda row: jax.ops.segment_sum(row, seq.skill, n_skills))(per_seq)
-    first = jax.ops.segment_sum(g1[0], seq.skill, n_skills)
-    n_seq = jax.ops.segment_sum(jnp.ones((B,), jnp.float32), seq.skill, n_skills)
-    ll = jax.ops.segment_sum(jnp.sum(lc, axis=0), seq.skill, n_skills)
+    init = (zero, zero, jnp.zeros((B,), bool))
+    _, (counts, g1) = jax.lax.scan(bwd, init, (la0, la1, y, mask, start, lc, e0, e1, a00, a01, a10, a11),
+                                   reverse=True)  # counts [T, 8, B]
+    flat_skill = skill.reshape(-1)
+    stats = jax.ops.segment_sum(jnp.moveaxis(counts, 1, 0).reshape(8, -1).T, flat_skill, n_skills).T  # [8, S]
+    first_row = start & mask
+    first = jax.ops.segment_sum(jnp.where(first_row, g1, 0.0).reshape(-1), flat_skill, n_skills)
+    n_seq = jax.ops.segment_sum(first_row.astype(jnp.float32).reshape(-1), flat_skill, n_skills)
+    ll = jax.ops.segment_sum(lc.reshape(-1), flat_skill, n_skills)
     return jnp.concatenate([stats, first[None], n_seq[None]], 0), ll
 
 
@@ -140,6 +156,7 @@ class EMResult:
     skill_restart: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # which starting point won
     failed: dict[int, str] = field(default_factory=dict)
     num_fits: int = 1
+    run_iterations: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), int))  # [R, S] every run's
 
 
 def starting_points(n_skills: int, num_fits: int, init, forgetting: bool, max_guess_slip: float,
@@ -147,11 +164,12 @@ def starting_points(n_skills: int, num_fits: int, init, forgetting: bool, max_gu
     """float32[R, 5, S]: ``init`` for every skill, then ``num_fits - 1`` random starts
     (pyBKT's ``num_fits``): p_init, p_learn uniform on (0.05, 0.95) and (0.01, 0.5),
     p_forget on (0, 0.1) with forgetting (else 0), p_guess and p_slip on (0.05, 0.9 *
-    max_guess_slip)."""
+    min(max_guess_slip, 0.5)): every start has the known state answering better, also when
+    the bound is lifted (EM may still move past 0.5 then, if the likelihood does)."""
     rng = np.random.default_rng(seed)
     out = np.empty((num_fits, 5, n_skills), np.float32)
     out[0] = np.asarray(init, np.float32)[:, None]
-    g_hi = 0.9 * max_guess_slip
+    g_hi = 0.9 * min(max_guess_slip, 0.5)
     for r in range(1, num_fits):
         out[r, 0] = rng.uniform(0.05, 0.95, n_skills)
         out[r, 1] = rng.uniform(0.01, 0.5, n_skills)
@@ -177,7 +195,8 @@ def fit_bkt_em(log, forgetting: bool = False, max_iter: int = 200, tol: float = 
     S = log.n_skills
     seqs = pack_skill_sequences(log)
     p0 = starting_points(S, int(num_fits), init, forgetting, max_guess_slip, seed)
-    hi = np.array([1 - MIN_P, 1 - MIN_P, 1 - MIN_P, max_guess_slip, max_guess_slip], np.float32)[:, None]
+    gs = min(float(max_guess_slip), 1 - MIN_P)
+    hi = np.array([1 - MIN_P, 1 - MIN_P, 1 - MIN_P, gs, gs], np.float32)[:, None]
 
     def estep(params, seqs):  # params [5, S]
         total, ll = None, 0.0
@@ -234,9 +253,11 @@ def fit_bkt_em(log, forgetting: bool = False, max_iter: int = 200, tol: float = 
     n_obs = np.zeros(S)
     n_seq = np.zeros(S)
     for s in seqs:
-        sk = np.asarray(s.skill)
-        np.add.at(n_obs, sk, np.asarray(s.mask).sum(0))
-        np.add.at(n_seq, sk, 1)
+        mask = np.asarray(s.mask)
+        sk = np.broadcast_to(np.asarray(s.skill), mask.shape)
+        first = mask & (np.asarray(s.start) if s.start is not None else (np.arange(mask.shape[0]) == 0)[:, None])
+        n_obs += np.bincount(sk[mask], minlength=S)
+        n_seq += np.bincount(sk[first], minlength=S)
     usable = np.isfinite(ll) & ~bad & np.all(np.isfinite(p), axis=1)
     score = np.where(usable, ll, -np.inf)
     best = np.argmax(score, axis=0)  # [S]
@@ -262,4 +283,4 @@ def fit_bkt_em(log, forgetting: bool = False, max_iter: int = 200, tol: float = 
         log_likelihood=float(skill_ll[ok].sum()) / max(total_obs, 1.0) if ok.any() else float("nan"),
         iterations=int(skill_iters[ok].max()) if ok.any() else 0, converged=bool(skill_conv[ok].all()),
         skill_log_likelihood=skill_ll, skill_iterations=skill_iters, skill_converged=skill_conv,
-        skill_n_obs=n_obs, skill_restart=best, failed=failed, num_fits=int(num_fits))
+        skill_n_obs=n_obs, skill_restart=best, failed=failed, num_fits=int(num_fits), run_iterations=iters)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,12 +19,16 @@ from pedagogym.errors import UsageError
 from pedagogym.schema import SECONDS_PER_DAY
 
 
+SLOW_FIRST = {"actr": 4, "irt2pl": 3, "irt1pl": 2, "fsrs": 1, "efc": 1}  # relative fit times, for the schedule
+
+
 def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[str], out: str | Path, *,
                 salt: str | None = None, holdout: float = 0.2, seed: int = 0, min_group_size: int = 10,
                 forgetting: bool = False, fsrs_weights: str = "default", max_trait_interactions: int = 20_000,
                 session_gap_minutes: float = 30.0, per_learner: bool = False, quiet: bool = False,
                 num_fits: int = 5, allow_partial: bool = False, format: str = "auto",
-                test: str | Path | Sequence[str | Path] | None = None) -> int:
+                test: str | Path | Sequence[str | Path] | None = None, max_guess_slip: float = 0.5,
+                workers: int | None = None) -> int:
     """Fit one or more models (``"bkt"``, ``"bkt,pfa"`` or a list) to the log file(s) and write
     to ``out``: ``population_<model>.toml`` per model, ``curriculum.toml``, ``report.md``,
     ``metrics.csv``, ``params_<model>.csv``, ``calibration.png``, ``manifest.json``.
@@ -35,7 +40,7 @@ def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[s
     separate test log (same format): its learners are predicted online from their own
     earlier responses with the parameters fitted on ``logs`` (no refit); ``holdout`` is
     then unused. ``model="all"`` fits every model and writes ``leaderboard.md`` /
-    ``leaderboard.csv``.
+    ``leaderboard.csv``. ``workers``: models fitted at a time (default: one per CPU core).
     """
     from pedagogym.io import atomic_write, atomic_write_json, atomic_write_text, versions
     from pedagogym.fitting.fit import fit, fitter_for
@@ -69,18 +74,30 @@ def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[s
         test_log = read_log(list(test) if isinstance(test, (list, tuple)) else test, salt=salt_key, format=format)
         say(f"test: {test_log.n_interactions} responses of {test_log.n_learners} learners")
         log, test_learners = concat_logs(log, test_log)
-    results = []
-    for name in names:
-        say(f"fitting {name} ...")
-        r = fit(log, name, holdout=holdout, seed=seed, min_group_size=min_group_size, forgetting=forgetting,
-                fsrs_weights=fsrs_weights, max_trait_interactions=max_trait_interactions,
-                session_gap_minutes=session_gap_minutes, per_learner=per_learner, num_fits=num_fits,
-                allow_partial=allow_partial, test_learners=test_learners)
+    def fit_one(name):
+        return fit(log, name, holdout=holdout, seed=seed, min_group_size=min_group_size, forgetting=forgetting,
+                   fsrs_weights=fsrs_weights, max_trait_interactions=max_trait_interactions,
+                   session_gap_minutes=session_gap_minutes, per_learner=per_learner, num_fits=num_fits,
+                   allow_partial=allow_partial, test_learners=test_learners, max_guess_slip=max_guess_slip)
+
+    # Several models fit side by side, one per core (XLA runs outside the GIL; each fit is
+    # independent and seeded, so the results do not depend on the order they finish in).
+    workers = max(1, min(len(names), workers if workers is not None else (os.cpu_count() or 1)))
+    say(f"fitting {', '.join(names)}" + (f" ({workers} at a time)" if workers > 1 and len(names) > 1 else "") + " ...")
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        slow_first = sorted(names, key=lambda n: -SLOW_FIRST.get(n, 0))  # longest jobs first: a shorter tail
+        with ThreadPoolExecutor(workers) as pool:
+            done = {n: pool.submit(fit_one, n) for n in slow_first}
+            results = [done[n].result() for n in names]
+    else:
+        results = [fit_one(name) for name in names]
+    for name, r in zip(names, results):
         if r.failed_skills:
             say(f"  {name}: {len(r.failed_skills)} skill(s) not fitted (allowed): {', '.join(r.failed_skills)}")
         say(f"  {name}: held-out log loss {r.metrics['log_loss']:.4f}, AUC {r.metrics['auc']:.3f}, "
             f"RMSE {r.metrics['rmse']:.4f} ({r.fit_seconds:.1f} s)")
-        results.append(r)
     files = []
     for r in results:
         write_population(r, out / f"population_{r.model}.toml")
@@ -114,7 +131,7 @@ def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[s
                "forgetting": forgetting, "fsrs_weights": fsrs_weights, "max_trait_interactions": max_trait_interactions,
                "session_gap_minutes": session_gap_minutes, "per_learner": per_learner, "salt_given": salt is not None,
                "num_fits": num_fits, "allow_partial": allow_partial, "format": format,
-               "test_file": test is not None}
+               "test_file": test is not None, "max_guess_slip": max_guess_slip}
     atomic_write_text(out / "report.md", report_markdown(results, summary, options, files))
     atomic_write_json(out / "manifest.json", finite_or_none({
         "command": "fit", "options": options, "log": summary, "n_log_files": len(logs) if isinstance(logs, (list, tuple)) else 1,
@@ -175,6 +192,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a pause longer than this starts a new session (default 30)")
     p.add_argument("--num-fits", type=_number(int, 1, False, "an integer >= 1"), default=5,
                    help="BKT: EM starting points per skill, the best likelihood kept (default 5, as pyBKT)")
+    p.add_argument("--max-guess-slip", type=_number(float, 0.0, True, "a number in (0, 1]"), default=0.5,
+                   help="BKT: bound on guess and slip (default 0.5: the known state answers better; 1 lifts it, "
+                        "the unconstrained model pyBKT fits)")
     p.add_argument("--allow-partial", action="store_true",
                    help="write the fit even if some skills cannot be fitted (they keep the model's defaults and are "
                         "listed); without it such a fit is an error (exit 2)")
@@ -188,7 +208,8 @@ def run(args: argparse.Namespace) -> int:
                        min_group_size=args.min_group_size, forgetting=args.forgetting, fsrs_weights=args.fsrs_weights,
                        max_trait_interactions=args.max_trait_interactions, session_gap_minutes=args.session_gap_minutes,
                        per_learner=args.per_learner, quiet=args.quiet, num_fits=args.num_fits,
-                       allow_partial=args.allow_partial, format=args.format, test=args.test)
+                       allow_partial=args.allow_partial, format=args.format, test=args.test,
+                       max_guess_slip=args.max_guess_slip)
 
 
 def add_validate_arguments(p: argparse.ArgumentParser) -> None:

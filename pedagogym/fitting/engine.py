@@ -6,6 +6,14 @@ response. Deterministic models (IRT, PFA, HLR, ACT-R, EFC, FSRS) use their own
 ``p_correct`` and ``learn``; BKT's latent state is replaced by the belief P(known), updated
 with the project's observer equations (:mod:`pedagogym.student_models.bkt`).
 
+Every model updates a skill from that skill's own state, so a learner's log is traced as
+its (learner, skill) sequences, each with the model's functions applied to the item's own
+skills (a local curriculum of ``K`` skills, ``K`` the most any item has): the work per
+response is O(K), not O(number of skills). The sequences are laid end to end in lanes of
+one length (:class:`Pack`) and traced by one ``lax.scan``; a response to an item with
+several skills is predicted after the scan, from the states its skills' sequences saw.
+The result is the same likelihood as tracing each learner's whole log with the full state.
+
 Learner-level differences are the population traits of
 :class:`~pedagogym.student_models.base.Traits`, applied by the model's own
 ``apply_traits``. Their distribution (per subgroup, a normal mean and sd on each
@@ -16,7 +24,7 @@ the posterior-predictive over traits, so a new learner is predicted online, from
 own history only.
 
 Parameters are optimised on an unconstrained scale (``logit`` for probabilities, ``log``
-for positive quantities) with L-BFGS (optax) on the mean negative log-likelihood.
+for positive quantities) with L-BFGS (:func:`minimize`) on the mean negative log-likelihood.
 """
 from __future__ import annotations
 
@@ -26,7 +34,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from pedagogym.curriculum.spec import CurriculumArrays
 from pedagogym.registry import StaticArg
@@ -41,52 +48,166 @@ TRAIT_ORDER = ("prior", "speed", "memory", "persistence")
 
 
 # ---- data -----------------------------------------------------------------------------
-class Batch(NamedTuple):
-    """Learners of one length bucket (``B`` learners, ``T`` steps, padded at the end).
+class Pack(NamedTuple):
+    """A log's learners as (learner, skill) sequences packed end to end into lanes.
 
-    item: int32[B, T]; correct: float32[B, T]; rating: int32[B, T] (0 = none);
-    t: float32[B, T] days since the learner's first response; mask: bool[B, T];
-    group: int32[B] subgroup index (-1 = in no subgroup); learner: int32[B] index in the log.
+    Every model's ``learn`` updates each skill of an item from that skill's own state (and
+    the parameters), so a skill's state depends only on the learner's responses to items
+    exercising it: each (learner, skill) sequence is traced on its own, with the model's
+    functions applied to a local curriculum of the item's ``K`` skills (``K`` = the most
+    skills of any item). The sequences are laid end to end in ``B`` lanes of ``T`` steps
+    (``T`` = the longest sequence; a lane's state is reset at each sequence start), so one
+    ``lax.scan`` of ``T`` steps traces the whole log with almost no padding, and the work
+    per step is ``O(K)``, not ``O(S)``. A response to an item with several skills has a row
+    in each of its skills' sequences; its P(correct) needs all their states, so it is
+    computed after the scan from the states the rows saw (``multi_*``).
+
+    Rows, time-major [T, B]: item, correct (float32), rating (int32, 0 = none), t (float32
+    days since the learner's first response), slot (the traced skill's place among the
+    item's skills), start (a sequence starts: reset the state), row_learner (index into the
+    pack's learners). Padding rows are starts of a blank response, never counted.
+
+    multi_lanes: int32[T, J] at each step, the lanes whose row there belongs to a multi-skill
+    response (padded with lane 0; ``J`` the most at any step, 0 without such responses): the
+    scan keeps the states of these rows only.
+    multi_pos: int32[M, K] positions (``step * J + j`` in ``multi_lanes``) of each
+    multi-skill response's rows, in the item's skill order (unused slots repeat the first);
+    multi_item/correct/rating/t/learner: [M].
+    resp_src: int32[N] where each response's P(correct) is: a flat row position, or
+    ``T * B + m`` for the m-th multi-skill response; responses in log order (learner, time).
+    resp_learner, resp_step: int32[N] (pack learner, position in the learner's sequence).
+    item_skills: int32[I, K] each item's skills (unused slots repeat the first); item_n_skills int32[I].
+    group: int32[L] subgroup (-1 = in no subgroup); learner: int32[L] index in the log;
+    n_responses: float32[L].
     """
 
     item: jax.Array
     correct: jax.Array
     rating: jax.Array
     t: jax.Array
-    mask: jax.Array
+    slot: jax.Array
+    start: jax.Array
+    row_learner: jax.Array
+    multi_lanes: jax.Array
+    multi_pos: jax.Array
+    multi_item: jax.Array
+    multi_correct: jax.Array
+    multi_rating: jax.Array
+    multi_t: jax.Array
+    multi_learner: jax.Array
+    resp_src: jax.Array
+    resp_learner: jax.Array
+    resp_step: jax.Array
+    item_skills: jax.Array
+    item_n_skills: jax.Array
     group: jax.Array
     learner: jax.Array
+    n_responses: jax.Array
 
 
-def pack_learners(log, group_of_learner: np.ndarray | None = None, min_len: int = 8) -> tuple[Batch, ...]:
-    """The log's learners as padded sequences, bucketed by length (powers of four: few
-    buckets, so few compilations; padded steps are masked out)."""
-    n = log.n_learners
+def item_skill_table(q_matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int32[I, K] each item's skills in skill order, unused slots repeating the first;
+    int32[I] how many), ``K`` the most skills of any item (at least 1)."""
+    q = np.asarray(q_matrix, bool)
+    n = q.sum(1).astype(np.int32)
+    K = max(1, int(n.max()) if len(n) else 1)
+    idx = np.argsort(~q, axis=1, kind="stable")[:, :K].astype(np.int32)
+    idx = np.where(np.arange(K)[None, :] < np.maximum(n, 1)[:, None], idx, idx[:, :1])
+    return idx, n
+
+
+def lay_out(lengths: np.ndarray) -> tuple[int, int, np.ndarray]:
+    """Sequences of ``lengths`` (in order) laid end to end in lanes of ``T`` = the longest
+    length (next fit: a new lane when the next sequence does not fit). Returns (T, B lanes,
+    int64 flat position ``step * B + lane`` of every element, sequence by sequence)."""
+    lengths = np.asarray(lengths, np.int64)
+    if len(lengths) == 0:
+        return 1, 1, np.zeros(0, np.int64)
+    T = int(lengths.max())
+    lane_of_seq = np.empty(len(lengths), np.int64)
+    offset_of_seq = np.empty(len(lengths), np.int64)
+    lane, used = 0, 0
+    for k, n in enumerate(lengths.tolist()):
+        if used + n > T:
+            lane, used = lane + 1, 0
+        lane_of_seq[k], offset_of_seq[k] = lane, used
+        used += n
+    B = lane + 1
+    seq_of = np.repeat(np.arange(len(lengths)), lengths)
+    within = np.arange(len(seq_of)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return T, B, (offset_of_seq[seq_of] + within) * B + lane_of_seq[seq_of]
+
+
+def pack_learners(log, group_of_learner: np.ndarray | None = None) -> Pack:
+    """The log's learners as a :class:`Pack` (see there)."""
+    N, L = log.n_interactions, log.n_learners
     counts = log.learner_counts()
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    gl = np.zeros(n, np.int32) if group_of_learner is None else np.asarray(group_of_learner, np.int32)
-    size = np.maximum(min_len, 4 ** np.ceil(np.log(np.maximum(counts, 1)) / np.log(4) - 1e-9)).astype(int)
-    first_t = log.timestamp[starts[counts > 0]] if n else np.zeros(0)
-    t0 = np.zeros(n)
-    t0[counts > 0] = first_t
-    rating = log.rating if log.rating is not None else np.zeros(log.n_interactions, np.int8)
-    out = []
-    for bucket in np.unique(size[counts > 0]):
-        who = np.flatnonzero((size == bucket) & (counts > 0))
-        T = int(counts[who].max())  # the bucket's longest sequence: no padding when lengths are equal
-        pos = np.arange(T)[None, :]
-        mask = pos < counts[who][:, None]
-        idx = np.where(mask, starts[who][:, None] + pos, 0)
-        out.append(Batch(
-            item=jnp.asarray(np.where(mask, log.item[idx], 0), jnp.int32),
-            correct=jnp.asarray(np.where(mask, log.correct[idx], 0), jnp.float32),
-            rating=jnp.asarray(np.where(mask, rating[idx], 0), jnp.int32),
-            t=jnp.asarray(np.where(mask, (log.timestamp[idx] - t0[who][:, None]) / SECONDS_PER_DAY, 0.0), jnp.float32),
-            mask=jnp.asarray(mask),
-            group=jnp.asarray(gl[who], jnp.int32),
-            learner=jnp.asarray(who, jnp.int32),
-        ))
-    return tuple(out)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    gl = np.zeros(L, np.int32) if group_of_learner is None else np.asarray(group_of_learner, np.int32)
+    item_skills, item_n = item_skill_table(log.q_matrix)
+    K = item_skills.shape[1]
+    learner = np.asarray(log.learner, np.int64)
+    item = np.asarray(log.item, np.int64)
+    t_days = ((log.timestamp - log.timestamp[starts[learner]]) / SECONDS_PER_DAY if N else np.zeros(0))
+    rating = log.rating if log.rating is not None else np.zeros(N, np.int8)
+    n_sk = np.maximum(item_n[item], 1)
+    # rows: one per (response, skill of its item), ordered by learner, skill, time
+    resp = np.repeat(np.arange(N), n_sk)
+    slot = np.arange(len(resp)) - np.repeat(np.cumsum(n_sk) - n_sk, n_sk)
+    skill = item_skills[item[resp], slot].astype(np.int64)
+    order = np.lexsort((resp, skill, learner[resp]))
+    resp, slot, skill = resp[order], slot[order], skill[order]
+    R = len(resp)
+    key = learner[resp] * (log.n_skills + 1) + skill
+    seq_start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if R else np.zeros(0, np.int64)
+    lengths = np.diff(np.r_[seq_start, R])
+    T, B, pos = lay_out(lengths)  # flat position in the time-major [T, B] layout
+
+    def grid(values, fill, dtype):
+        out = np.full(T * B, fill, dtype)
+        out[pos] = values
+        return out.reshape(T, B)
+
+    single = n_sk[resp] == 1
+    is_start = np.zeros(R, bool)
+    is_start[seq_start] = True
+    # multi-skill responses: the positions of their rows, in the item's skill order
+    multi_resp = np.flatnonzero(n_sk > 1)
+    M = len(multi_resp)
+    m_index = np.full(N, -1, np.int64)
+    m_index[multi_resp] = np.arange(M)
+    multi_pos = np.zeros((M, K), np.int64)
+    mrows = np.flatnonzero(~single)
+    m_step, m_lane = pos[mrows] // B, pos[mrows] % B
+    order_m = np.lexsort((m_lane, m_step))
+    per_step = np.bincount(m_step, minlength=T)
+    J = int(per_step.max()) if M else 0
+    j_of = np.empty(len(mrows), np.int64)
+    j_of[order_m] = np.arange(len(mrows)) - np.repeat(np.cumsum(per_step) - per_step, per_step)
+    multi_lanes = np.zeros((T, J), np.int64)
+    multi_lanes[m_step, j_of] = m_lane
+    multi_pos[m_index[resp[mrows]], slot[mrows]] = m_step * J + j_of
+    if M:
+        multi_pos = np.where(np.arange(K)[None, :] < n_sk[multi_resp][:, None], multi_pos, multi_pos[:, :1])
+    resp_src = np.zeros(N, np.int64)
+    srows = np.flatnonzero(single)
+    resp_src[resp[srows]] = pos[srows]
+    resp_src[multi_resp] = T * B + np.arange(M)
+    f32, i32 = jnp.float32, jnp.int32
+    return Pack(
+        item=jnp.asarray(grid(item[resp], 0, np.int32)), correct=jnp.asarray(grid(log.correct[resp], 0, np.float32)),
+        rating=jnp.asarray(grid(rating[resp], 0, np.int32)), t=jnp.asarray(grid(t_days[resp], 0.0, np.float32)),
+        slot=jnp.asarray(grid(slot, 0, np.int32)), start=jnp.asarray(grid(is_start, True, bool)),
+        row_learner=jnp.asarray(grid(learner[resp], 0, np.int32)),
+        multi_lanes=jnp.asarray(multi_lanes, i32), multi_pos=jnp.asarray(multi_pos, i32),
+        multi_item=jnp.asarray(item[multi_resp], i32),
+        multi_correct=jnp.asarray(log.correct[multi_resp], f32), multi_rating=jnp.asarray(rating[multi_resp], i32),
+        multi_t=jnp.asarray(t_days[multi_resp], f32), multi_learner=jnp.asarray(learner[multi_resp], i32),
+        resp_src=jnp.asarray(resp_src, i32), resp_learner=jnp.asarray(learner, i32),
+        resp_step=jnp.asarray(np.arange(N) - starts[learner], i32),
+        item_skills=jnp.asarray(item_skills, i32), item_n_skills=jnp.asarray(item_n, i32),
+        group=jnp.asarray(gl, i32), learner=jnp.arange(L, dtype=i32), n_responses=jnp.asarray(counts, f32),
+    )
 
 
 # ---- tracers ----------------------------------------------------------------------------
@@ -270,95 +391,186 @@ def _traits(shift: jax.Array, names: tuple[str, ...]) -> Traits:
                   subgroup=jnp.zeros((), jnp.int32))
 
 
-def sequence_terms(problem: Problem, params, curr, trait_names: tuple[str, ...], mu: jax.Array, sd: jax.Array,
-                   z: jax.Array, batch: Batch) -> tuple[jax.Array, jax.Array]:
-    """Per learner, node and step: (log P(response) float32[B, Q, T], P(correct) float32[B, Q, T]).
+def _skill_axes(problem: Problem, params) -> tuple[Any, Any]:
+    """Which leaves of the model's Params and the tracer's state have a leading skill axis
+    (pytrees of bools), found by tracing the model at one skill more."""
+    curr = problem.curr
+    S = curr.n_skills
 
-    mu, sd: float32[G, d] per subgroup; a learner in group -1 uses group 0's (only its
-    predictions are used then, never its likelihood)."""
+    def shapes(n):
+        c = CurriculumArrays(*(jax.ShapeDtypeStruct(
+            (n, n) if f == "prereq" else ((a.shape[0], n) if f == "q_matrix" else a.shape), a.dtype)
+            for f, a in zip(CurriculumArrays._fields, curr)))
+        p = jax.eval_shape(problem.model.default_params, c)
+        return p, jax.eval_shape(problem.tracer.init, p, c)
+
+    (p1, s1), (p2, s2) = shapes(S), shapes(S + 1)
+    pmask = jax.tree.map(lambda a, b: a.ndim > 0 and a.shape[0] != b.shape[0], p1, p2)
+    smask = jax.tree.map(lambda a, b: a.ndim > 0 and a.shape[0] != b.shape[0], s1, s2)
+    if not all(jax.tree.leaves(smask)):
+        raise NotImplementedError(f"{problem.model.name}: a state leaf without a skill axis cannot be traced per skill")
+    return pmask, smask
+
+
+def _local_curr(curr: CurriculumArrays, sk: jax.Array, n: jax.Array, item: jax.Array) -> CurriculumArrays:
+    """The curriculum seen by responses to ``item`` (any leading shape): the item alone
+    (index 0) and its ``K`` skills ``sk`` [..., K] (slots at or past ``n`` unused, q = 0).
+    Leaves have the leading shape of ``item``."""
+    K = sk.shape[-1]
+    one = lambda a: a[item][..., None]  # noqa: E731
+    return CurriculumArrays(
+        q_matrix=(jnp.arange(K) < jnp.maximum(n, 1)[..., None]).astype(curr.q_matrix.dtype)[..., None, :],
+        difficulty=one(curr.difficulty), discrimination=one(curr.discrimination), guess=one(curr.guess),
+        slip=one(curr.slip), kind=one(curr.kind), duration=one(curr.duration),
+        prereq=curr.prereq[sk[..., :, None], sk[..., None, :]], order=jnp.zeros(item.shape + (1,), curr.order.dtype))
+
+
+def _pick(a: jax.Array, slot: jax.Array) -> jax.Array:
+    """``a[slot][None]`` for a small leading axis, by selects rather than a gather."""
+    out = a[0]
+    for k in range(1, a.shape[0]):
+        out = jnp.where(slot == k, a[k], out)
+    return out[None]
+
+
+def trace(problem: Problem, params, curr, trait_names: tuple[str, ...], mu: jax.Array, sd: jax.Array,
+          z: jax.Array, pack: Pack) -> tuple[jax.Array, jax.Array]:
+    """Per response and quadrature node: (log P(response) float32[N, Q], P(correct)
+    float32[N, Q]), responses in the pack's (log) order; P is clipped to [P_CLIP, 1 - P_CLIP].
+
+    mu, sd: float32[G, d] per subgroup; a learner in group -1 uses group 0's.
+
+    Each row's local parameters and curriculum (its item's skills) are gathered before the
+    scan, so the scan's body is elementwise and their gradient is one scatter-add."""
     tracer, model = problem.tracer, problem.model
+    pmask, _ = _skill_axes(problem, params)
+    treedef = jax.tree.structure(params)
+    T, B = pack.item.shape
+    K = pack.item_skills.shape[1]
+    M = pack.multi_pos.shape[0]
+    group = jnp.maximum(pack.group, 0)
+    flags = jax.tree.leaves(pmask)
 
-    def one_learner(item, correct, rating, t, mask, g):
-        g = jnp.maximum(g, 0)
+    def gather(item):  # local views of every response to ``item`` [...]: (per-skill param leaves, curriculum)
+        sk = pack.item_skills[item]
+        leaves = [a[sk] for a, per in zip(jax.tree.leaves(params), flags) if per]
+        return leaves, _local_curr(curr, sk, pack.item_n_skills[item], item)
 
-        def one_node(zq):
-            p_l = model.apply_traits(params, _traits(mu[g] + sd[g] * zq, trait_names)) if trait_names else params
-            state = tracer.init(p_l, curr)
+    def assemble(local_leaves):
+        it = iter(local_leaves)
+        return jax.tree.unflatten(treedef, [next(it) if per else a for a, per in zip(jax.tree.leaves(params), flags)])
 
-            def body(state, x):
-                it, y, r, tt, m = x
-                p, new = tracer.step(p_l, state, curr, it, y, r, tt)
-                p = jnp.clip(p, P_CLIP, 1.0 - P_CLIP)
-                lp = jnp.where(m, y * jnp.log(p) + (1.0 - y) * jnp.log1p(-p), 0.0)
-                state = jax.tree.map(lambda a, b: jnp.where(m, a, b), new, state)
-                return state, (lp, p)
+    def with_traits(lparams, g, zq):
+        if not trait_names:
+            return lparams
+        return model.apply_traits(lparams, _traits(mu[g] + sd[g] * zq, trait_names))
 
-            _, (lp, p) = jax.lax.scan(body, state, (item, correct, rating, t, mask))
-            return lp, p
+    def row(state, leaves, lcurr, y, r, t, slot, start, g):  # state: one skill's, leaves [Q, 1, ...]
+        lparams = assemble(leaves)
 
-        return jax.vmap(one_node)(z)
+        def node(state, zq):
+            pl = with_traits(lparams, g, zq)
+            fresh = jax.tree.map(lambda a: _pick(a, slot), tracer.init(pl, lcurr))
+            state = jax.tree.map(lambda a, b: jnp.where(start, a, b), fresh, state)
+            wide = jax.tree.map(lambda a: jnp.broadcast_to(a, (K,) + a.shape[1:]), state)
+            p, new = tracer.step(pl, wide, lcurr, 0, y, r, t)
+            return jax.tree.map(lambda a: _pick(a, slot), new), jnp.clip(p, P_CLIP, 1.0 - P_CLIP), state
 
-    return jax.vmap(one_learner)(batch.item, batch.correct, batch.rating, batch.t, batch.mask, batch.group)
+        return jax.vmap(node)(state, z)
+
+    def body(state, x):
+        *x, lanes = x
+        new, p, before = jax.vmap(row)(state, *x)
+        return new, ((p, jax.tree.map(lambda a: a[lanes], before)) if M else (p, None))
+
+    leaves0, lcurr0 = gather(jnp.zeros((), jnp.int32))
+    one = jax.eval_shape(lambda: jax.tree.map(lambda a: a[:1], tracer.init(assemble(leaves0), lcurr0)))
+    state0 = jax.tree.map(lambda s: jnp.zeros((B, z.shape[0]) + s.shape, s.dtype), one)
+    leaves, lcurr = gather(pack.item)  # [T, B, K, ...]
+    xs = (leaves, lcurr, pack.correct, pack.rating, pack.t, pack.slot, pack.start, group[pack.row_learner],
+          pack.multi_lanes)
+    _, (p_rows, before) = jax.lax.scan(body, state0, xs)  # p_rows [T, B, Q]; before [T, J, Q, 1, ...]
+    p_all = p_rows.reshape(T * B, -1)
+    if M:
+        J = pack.multi_lanes.shape[1]
+        flat = jax.tree.map(lambda a: a.reshape((T * J,) + a.shape[2:]), before)  # [T*J, Q, 1, ...]
+
+        def multi(leaves, lcurr, pos, y, r, t, g):
+            lparams = assemble(leaves)
+            states = jax.tree.map(lambda a: a[pos][:, :, 0], flat)  # [K, Q, ...]
+
+            def node(st, zq):
+                p, _ = tracer.step(with_traits(lparams, g, zq), st, lcurr, 0, y, r, t)
+                return jnp.clip(p, P_CLIP, 1.0 - P_CLIP)
+
+            return jax.vmap(node, in_axes=(jax.tree.map(lambda _: 1, states), 0))(states, z)
+
+        m_leaves, m_curr = gather(pack.multi_item)
+        p_multi = jax.vmap(multi)(m_leaves, m_curr, pack.multi_pos, pack.multi_correct, pack.multi_rating,
+                                  pack.multi_t, group[pack.multi_learner])  # [M, Q]
+        p_all = jnp.concatenate([p_all, p_multi], 0)
+    p = p_all[pack.resp_src]  # [N, Q]
+    y = jnp.concatenate([pack.correct.reshape(T * B), pack.multi_correct], 0)[pack.resp_src][:, None]
+    lp = y * jnp.log(p) + (1.0 - y) * jnp.log1p(-p)
+    return lp, p
 
 
-def marginal_nll(problem: Problem, theta: dict, trait_names, mu, log_sd, z, logw, batches) -> jax.Array:
-    """Mean negative marginal log-likelihood per response over learners in a subgroup (>= 0)."""
+def learner_loglik(problem: Problem, theta: dict, trait_names, mu, log_sd, z, pack: Pack) -> jax.Array:
+    """float32[L, Q] each learner's log-likelihood at each quadrature node."""
     params, curr = problem.params(theta)
-    sd = jnp.exp(log_sd)
-    total, count = 0.0, 0.0
-    for b in batches:
-        lp, _ = sequence_terms(problem, params, curr, trait_names, mu, sd, z, b)
-        ll = jnp.sum(lp, axis=-1)  # [B, Q]
-        marg = jax.scipy.special.logsumexp(ll + logw[None, :], axis=1)
-        use = b.group >= 0
-        total = total + jnp.sum(jnp.where(use, marg, 0.0))
-        count = count + jnp.sum(jnp.where(use[:, None], b.mask, False))
+    lp, _ = trace(problem, params, curr, trait_names, mu, jnp.exp(log_sd), z, pack)
+    return jax.ops.segment_sum(lp, pack.resp_learner, pack.group.shape[0])
+
+
+def marginal_nll(problem: Problem, theta: dict, trait_names, mu, log_sd, z, logw, pack: Pack) -> jax.Array:
+    """Mean negative marginal log-likelihood per response over learners in a subgroup (>= 0)."""
+    ll = learner_loglik(problem, theta, trait_names, mu, log_sd, z, pack)
+    marg = jax.scipy.special.logsumexp(ll + logw[None, :], axis=1)
+    use = pack.group >= 0
+    total = jnp.sum(jnp.where(use, marg, 0.0))
+    count = jnp.sum(jnp.where(use, pack.n_responses, 0.0))
     return -total / jnp.maximum(count, 1.0)
 
 
-def predict(problem: Problem, theta: dict, trait_names, mu, log_sd, z, logw, batches) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Online posterior-predictive P(correct) for every response of the batches' learners.
+def predict(problem: Problem, theta: dict, trait_names, mu, log_sd, z, logw,
+            pack: Pack) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Online posterior-predictive P(correct) for every response of the pack's learners:
+    P(correct_t | the learner's responses before t), averaged over traits.
 
-    Returns (learner index int32[n], step int32[n], p float32[n]) for the unpadded steps."""
+    Returns (learner index int32[n], step int32[n], p float64[n]) in log order."""
 
     @jax.jit
-    def run(theta, mu, log_sd, b):
+    def run(theta, mu, log_sd, pack):
         params, curr = problem.params(theta)
-        lp, p = sequence_terms(problem, params, curr, trait_names, mu, jnp.exp(log_sd), z, b)  # [B, Q, T]
-        before = jnp.cumsum(lp, axis=-1) - lp
-        post = jax.nn.softmax(before + logw[None, :, None], axis=1)
-        return jnp.sum(post * p, axis=1)  # [B, T]
+        return trace(problem, params, curr, trait_names, mu, jnp.exp(log_sd), z, pack)
 
-    who, step, prob = [], [], []
-    for b in batches:
-        pb = np.asarray(run(theta, mu, log_sd, b))
-        m = np.asarray(b.mask)
-        bi, ti = np.nonzero(m)
-        who.append(np.asarray(b.learner)[bi])
-        step.append(ti)
-        prob.append(pb[bi, ti])
-    return np.concatenate(who), np.concatenate(step), np.concatenate(prob)
+    lp, p = (np.asarray(a, np.float64) for a in run(theta, mu, log_sd, pack))
+    who = np.asarray(pack.resp_learner)
+    if len(who) == 0:
+        return who, np.asarray(pack.resp_step), np.zeros(0)
+    before = np.cumsum(lp, axis=0) - lp  # exclusive running sum, then restarted per learner
+    first = np.flatnonzero(np.r_[True, who[1:] != who[:-1]])
+    before -= np.repeat(before[first], np.diff(np.r_[first, len(who)]), axis=0)
+    a = before + np.asarray(logw, np.float64)[None, :]
+    post = np.exp(a - a.max(axis=1, keepdims=True))
+    post /= post.sum(axis=1, keepdims=True)
+    return who, np.asarray(pack.resp_step), np.sum(post * p, axis=1)
 
 
-def posterior_mean_traits(problem: Problem, theta: dict, trait_names, mu, log_sd, z, logw, batches) -> tuple[np.ndarray, np.ndarray]:
+def posterior_mean_traits(problem: Problem, theta: dict, trait_names, mu, log_sd, z, logw,
+                          pack: Pack) -> tuple[np.ndarray, np.ndarray]:
     """Each learner's posterior mean trait shifts (opt-in per-learner output):
     (learner index int32[n], float32[n, d])."""
 
     @jax.jit
-    def run(theta, mu, log_sd, b):
-        params, curr = problem.params(theta)
-        sd = jnp.exp(log_sd)
-        lp, _ = sequence_terms(problem, params, curr, trait_names, mu, sd, z, b)
-        post = jax.nn.softmax(jnp.sum(lp, axis=-1) + logw[None, :], axis=1)  # [B, Q]
-        g = jnp.maximum(b.group, 0)
-        shifts = mu[g][:, None, :] + sd[g][:, None, :] * z[None, :, :]  # [B, Q, d]
+    def run(theta, mu, log_sd, pack):
+        ll = learner_loglik(problem, theta, trait_names, mu, log_sd, z, pack)
+        post = jax.nn.softmax(ll + logw[None, :], axis=1)  # [L, Q]
+        g = jnp.maximum(pack.group, 0)
+        shifts = mu[g][:, None, :] + jnp.exp(log_sd)[g][:, None, :] * z[None, :, :]  # [L, Q, d]
         return jnp.sum(post[:, :, None] * shifts, axis=1)
 
-    who, est = [], []
-    for b in batches:
-        who.append(np.asarray(b.learner))
-        est.append(np.asarray(run(theta, mu, log_sd, b)))
-    return np.concatenate(who), np.concatenate(est)
+    return np.asarray(pack.learner), np.asarray(run(theta, mu, log_sd, pack))
 
 
 # ---- optimisation -------------------------------------------------------------------------
@@ -368,38 +580,123 @@ class OptResult:
     value: float
     iterations: int
     converged: bool
+    evaluations: int = 0
+    history: list = field(default_factory=list)  # the objective after each iteration
 
 
-def minimize(fun, x0, args: tuple, max_iter: int = 200, tol: float = 1e-7) -> OptResult:
-    """L-BFGS (optax, zoom line search) on ``fun(x, *args)``, the whole loop in one
-    ``lax.while_loop`` (one compilation); stops when the objective changes by less than
-    ``tol`` on two successive iterations, the gradient vanishes, or after ``max_iter``."""
-    opt = optax.lbfgs()
-    norm = optax.tree.norm if hasattr(optax, "tree") and hasattr(optax.tree, "norm") else optax.global_norm
+def minimize(fun, x0, args: tuple, max_iter: int = 200, tol: float = 1e-7, scale=None, memory: int = 10,
+             max_backtracks: int = 10, max_step: float = 2.0) -> OptResult:
+    """L-BFGS with a backtracking (Armijo) line search on ``fun(x, *args)``.
+
+    Only ``fun``'s value and gradient are compiled (one ``jit``: each evaluation is one call);
+    the L-BFGS update runs on the host in float64 (the parameter vector is small), so no
+    optimiser code is compiled. Stops when the objective changes by less than ``tol`` on two
+    successive iterations, the gradient vanishes (norm < 1e-6), after ``max_iter``
+    iterations, or when no step lowers the objective any more (``max_backtracks`` shorter
+    trials along steepest descent fail: the float32 limit, counted as converged; after such a
+    failure along an L-BFGS direction the memory is dropped and steepest descent tried).
+    ``scale`` (a pytree like ``x0`` of positive numbers, e.g. how many responses inform each
+    parameter) rescales the variables to ``x * sqrt(scale)``: a diagonal preconditioner, the
+    same optimum in fewer iterations when parameters are informed by very different amounts
+    of data. Each trial step moves no parameter by more than ``max_step`` (on its
+    unconstrained scale, e.g. 2 on a logit), so a long quasi-Newton step cannot jump into a
+    flat region (a clipped parameter) that it would never leave. A non-finite objective at
+    ``x0`` stops at once (``value`` is then not finite)."""
+    from jax.flatten_util import ravel_pytree
+
+    flat0, unravel = ravel_pytree(x0)
+    n = int(flat0.shape[0])
+    if scale is None:
+        root = np.ones(n)
+    else:
+        full = jax.tree.map(lambda s_, x: jnp.broadcast_to(jnp.asarray(s_, jnp.float32), jnp.shape(x)), scale, x0)
+        w = np.asarray(ravel_pytree(full)[0], np.float64)
+        w = np.maximum(w, 1e-12)
+        root = np.sqrt(w / np.exp(np.mean(np.log(w))))  # geometric mean 1
+    root_dev = jnp.asarray(root, jnp.float32)
 
     @jax.jit
-    def run(x0, args):
-        f = lambda y: fun(y, *args)  # noqa: E731
-        vg = optax.value_and_grad_from_state(f)
+    def vg(u, args):
+        return jax.value_and_grad(lambda u: fun(unravel(u / root_dev), *args))(u)
 
-        def cond(c):
-            _, _, _, small, it, gnorm, ok = c
-            return (it < max_iter) & (small < 2) & (gnorm >= 1e-6) & ok
+    def evaluate(u):
+        v, g = vg(jnp.asarray(u, jnp.float32), args)
+        return float(v), np.asarray(g, np.float64)
 
-        def body(c):
-            x, state, prev, small, it, _, _ = c
-            value, grad = vg(x, state=state)
-            updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=f)
-            x_new = optax.apply_updates(x, updates)
-            ok = jnp.isfinite(value) & jnp.all(jnp.asarray([jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves(x_new)]))
-            x = jax.tree.map(lambda a, b: jnp.where(ok, a, b), x_new, x)
-            small = jnp.where(jnp.abs(prev - value) < tol, small + 1, 0)
-            return x, state, value, small, it + 1, norm(grad), ok
+    S: list[np.ndarray] = []
+    Y: list[np.ndarray] = []
 
-        init = (x0, opt.init(x0), jnp.float32(jnp.inf), jnp.int32(0), jnp.int32(0), jnp.float32(jnp.inf), jnp.bool_(True))
-        x, _, value, small, it, gnorm, ok = jax.lax.while_loop(cond, body, init)
-        return x, value, small, it, gnorm, ok
+    def direction(g):
+        q = g.copy()
+        alphas = []
+        for s_, y_ in zip(reversed(S), reversed(Y)):
+            a = np.dot(s_, q) / np.dot(s_, y_)
+            q -= a * y_
+            alphas.append(a)
+        if S:
+            q *= np.dot(S[-1], Y[-1]) / np.dot(Y[-1], Y[-1])
+        for (s_, y_), a in zip(zip(S, Y), reversed(alphas)):
+            q += s_ * (a - np.dot(y_, q) / np.dot(s_, y_))
+        return -q
 
-    x, value, small, it, gnorm, ok = run(x0, args)
-    converged = bool(ok) and (int(small) >= 2 or float(gnorm) < 1e-6)
-    return OptResult(x=x, value=float(value), iterations=int(it), converged=converged)
+    u = np.asarray(flat0, np.float64) * root
+    f, g = evaluate(u)
+    history = [f]
+    evals, iters, small, converged = 1, 0, 0, False
+    if not (np.isfinite(f) and np.all(np.isfinite(g))):
+        return OptResult(x=x0, value=f, iterations=0, converged=False, evaluations=evals, history=history)
+    def first_step(d, alpha):  # the step's largest move of a parameter at most max_step
+        return min(alpha, max_step / max(float(np.max(np.abs(d / root))), 1e-30))
+
+    def steepest(g):
+        return -g, first_step(-g, 1.0 / max(float(np.linalg.norm(g)), 1e-30))
+
+    d, alpha = steepest(g)
+    while iters < max_iter:
+        if float(np.linalg.norm(g * root)) < 1e-6:
+            converged = True
+            break
+        gd = float(np.dot(g, d))
+        for _ in range(max_backtracks):
+            trial = u + alpha * d
+            f_t, g_t = evaluate(trial)
+            evals += 1
+            finite = np.isfinite(f_t) and np.all(np.isfinite(g_t))
+            if finite and f_t <= f + 1e-4 * alpha * gd:
+                break
+            denom = 2.0 * (f_t - f - gd * alpha)
+            step = -gd * alpha ** 2 / denom if finite and denom > 0 else 0.1 * alpha
+            alpha = min(max(step, 0.1 * alpha), 0.5 * alpha)
+        else:  # no decrease along d
+            if S:
+                S.clear()
+                Y.clear()
+                d, alpha = steepest(g)
+                continue
+            converged = True  # not even along steepest descent: the float32 limit
+            break
+        s_vec, y_vec = trial - u, g_t - g
+        if np.dot(s_vec, y_vec) > 1e-10 * np.dot(y_vec, y_vec):
+            S.append(s_vec)
+            Y.append(y_vec)
+            if len(S) > memory:
+                S.pop(0)
+                Y.pop(0)
+        small = small + 1 if abs(f - f_t) < tol else 0
+        u, f, g = trial, f_t, g_t
+        iters += 1
+        history.append(f)
+        if small >= 2:
+            converged = True
+            break
+        d = direction(g)
+        if np.dot(d, g) >= 0:
+            S.clear()
+            Y.clear()
+            d, alpha = steepest(g)
+        else:
+            alpha = first_step(d, 1.0)
+    else:
+        converged = float(np.linalg.norm(g * root)) < 1e-6
+    x = unravel(jnp.asarray(u / root, jnp.float32))
+    return OptResult(x=x, value=f, iterations=iters, converged=converged, evaluations=evals, history=history)

@@ -7,7 +7,7 @@ Two stages, for every model:
    (item difficulties/discriminations, per-skill initial ability and growth). PFA: logistic
    regression by maximum likelihood. HLR, ACT-R, EFC, FSRS: maximum likelihood of the recall
    outcomes through the model's own equations (FSRS keeps its published default weights
-   unless ``fsrs_weights="fit"``). Optimiser: L-BFGS (optax). See :mod:`.engine`.
+   unless ``fsrs_weights="fit"``). Optimiser: L-BFGS (:func:`.engine.minimize`). See :mod:`.engine`.
 2. **Population.** With stage-1 parameters fixed, the mean and sd of each estimated trait
    shift (the model's ``apply_traits`` scale) per subgroup, by marginal maximum likelihood on
    a random subsample of training learners (at most ``max_trait_interactions`` responses).
@@ -21,7 +21,9 @@ own earlier responses (posterior-predictive over traits) for the report's metric
 """
 from __future__ import annotations
 
+import hashlib
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -262,6 +264,21 @@ def _split(log: Log, holdout: float, seed: int) -> np.ndarray:
     return test
 
 
+_PACKS: "weakref.WeakKeyDictionary[Log, dict]" = weakref.WeakKeyDictionary()
+
+
+def _packed(log: Log, keep: np.ndarray, group_of_learner: np.ndarray | None, part: Log) -> engine.Pack:
+    """``engine.pack_learners(part, group_of_learner)``, ``part`` being the learners of ``log``
+    where ``keep``; remembered while ``log`` lives, so the models fitted to one log (``fit
+    --model all``) pack each split once."""
+    key = hashlib.blake2b(np.asarray(keep, bool).tobytes() + b"|" + (
+        b"" if group_of_learner is None else np.asarray(group_of_learner, np.int32).tobytes()), digest_size=16).digest()
+    packs = _PACKS.setdefault(log, {})
+    if key not in packs:
+        packs[key] = engine.pack_learners(part, group_of_learner)
+    return packs[key]
+
+
 def _subsample(log: Log, eligible: np.ndarray, max_interactions: int, seed: int) -> np.ndarray:
     """bool[L]: a random subset of eligible learners with at most ``max_interactions`` responses."""
     counts = log.learner_counts()
@@ -277,7 +294,7 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
         forgetting: bool = False, fsrs_weights: str = "default", max_trait_interactions: int = 20_000,
         quadrature_nodes: int | None = None, session_gap_minutes: float = 30.0, max_iter: int = 200,
         per_learner: bool = False, estimate_traits: bool = True, num_fits: int = 5, allow_partial: bool = False,
-        test_learners: np.ndarray | None = None) -> FitResult:
+        test_learners: np.ndarray | None = None, max_guess_slip: float = 0.5) -> FitResult:
     """Fit ``model`` (``bkt``, ``irt1pl``, ``irt2pl`` (``irt``), ``pfa``, ``hlr``, ``efc``,
     ``actr``, ``fsrs``) to ``log``; see the module doc for the method.
 
@@ -285,7 +302,9 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
     the parameters (IRT ability) get an sd, the same for every subgroup.
 
     ``num_fits``: EM starting points for BKT (the best likelihood is kept per skill, as
-    pyBKT's ``num_fits``). ``test_learners`` (bool[L]): evaluate on exactly these learners
+    pyBKT's ``num_fits``). ``max_guess_slip``: BKT's bound on guess and slip (0.5 by default,
+    so that the known state answers better; 1 lifts it, the unconstrained model pyBKT fits).
+    ``test_learners`` (bool[L]): evaluate on exactly these learners
     (e.g. those of a separate test file) instead of a random ``holdout``. A skill that
     cannot be fitted (no training responses, a non-finite likelihood or estimate) raises
     :class:`FitError` naming it, unless ``allow_partial``: it then keeps the model's
@@ -303,6 +322,8 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
     _check_int("max_trait_interactions", max_trait_interactions, 1)
     _check_int("max_iter", max_iter, 1)
     _check_int("num_fits", num_fits, 1)
+    if not (isinstance(max_guess_slip, (int, float)) and 0.0 < max_guess_slip <= 1.0):
+        raise FitError(f"max_guess_slip must be in (0, 1], got {max_guess_slip!r}")
     if quadrature_nodes is not None:
         _check_int("quadrature_nodes", quadrature_nodes, 1)
     if log.n_learners < max(min_group_size, 2):
@@ -337,11 +358,11 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
     converged: dict[str, bool] = {}
 
     # ---- stage 1: parameters
-    train_batches = engine.pack_learners(train_log)
     if fitter.stage1 == "em":
         from pedagogym.fitting.bkt_em import fit_bkt_em
 
-        em = fit_bkt_em(train_log, forgetting=forgetting, max_iter=max_iter * 5, num_fits=num_fits, seed=seed)
+        em = fit_bkt_em(train_log, forgetting=forgetting, max_iter=max_iter * 5, num_fits=num_fits, seed=seed,
+                        max_guess_slip=float(max_guess_slip))
         problem.base = em.params
         theta = problem.initial_theta()
         iterations["em"], converged["em"] = em.iterations, em.converged
@@ -350,7 +371,15 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
                            if k not in em.failed}
         if num_fits > 1:
             notes.append(f"EM from {num_fits} starting points per skill; the highest likelihood kept")
+        if max_guess_slip < 1.0:
+            at_bound = [log.skill_ids[k] for k in range(log.n_skills) if k not in em.failed and max(
+                float(em.params.p_guess[k]), float(em.params.p_slip[k])) >= max_guess_slip - 1e-4]
+            if at_bound:
+                shown = ", ".join(at_bound[:10]) + (f" and {len(at_bound) - 10} more" if len(at_bound) > 10 else "")
+                notes.append(f"guess or slip at its bound {max_guess_slip:g} (a boundary fit: the likelihood "
+                             f"rises past it; --max-guess-slip 1 lifts the bound) for {len(at_bound)} skill(s): {shown}")
     else:
+        train_batches = _packed(log, ~test, None, train_log)
         theta = problem.initial_theta()
         jt = spec.joint_traits
         zj, lwj = (jnp.asarray(a) for a in engine.quadrature(len(jt), nodes or spec.quadrature[len(jt)]))
@@ -359,7 +388,7 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
         def loss1(x, batches):
             return engine.marginal_nll(problem, x["theta"], jt, jnp.zeros((1, len(jt))), x["log_sd"], zj, lwj, batches)
 
-        res = engine.minimize(loss1, x0, (train_batches,), max_iter=max_iter)
+        res = engine.minimize(loss1, x0, (train_batches,), max_iter=max_iter, scale=_data_scale(problem, x0, train_log))
         if not np.isfinite(res.value):
             raise FitError(f"{fitter.name}: the likelihood is not finite at the starting parameters; nothing was fitted")
         theta = res.x["theta"]
@@ -400,12 +429,18 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
     elif d:
         sub = _subsample(train_log, g_train >= 0, max_trait_interactions, seed)
         sub_log = train_log.select_learners(sub)
-        sub_batches = engine.pack_learners(sub_log, g_train[sub])
+        in_sub = np.zeros(log.n_learners, bool)
+        in_sub[np.flatnonzero(~test)[sub]] = True
+        sub_batches = _packed(log, in_sub, g_train[sub], sub_log)
 
         def loss2(x, theta, batches):
             return engine.marginal_nll(problem, theta, traits, x["mu"], jnp.clip(x["log_sd"], -7.0, 2.0), z, logw, batches)
 
-        res2 = engine.minimize(loss2, {"mu": mu, "log_sd": log_sd}, (theta, sub_batches), max_iter=max_iter)
+        n_sub = max(sub_log.n_interactions, 1)  # the preconditioner: each subgroup's share of the responses
+        group_share = np.bincount(g_train[sub], weights=sub_log.learner_counts(), minlength=G) / n_sub
+        share = jnp.asarray(np.maximum(group_share, 1.0 / n_sub), jnp.float32)[:, None]
+        res2 = engine.minimize(loss2, {"mu": mu, "log_sd": log_sd}, (theta, sub_batches), max_iter=max_iter,
+                               scale={"mu": share, "log_sd": share})
         mu, log_sd = res2.x["mu"], jnp.clip(res2.x["log_sd"], -7.0, 2.0)
         if not (np.isfinite(res2.value) and np.all(np.isfinite(np.asarray(mu))) and np.all(np.isfinite(np.asarray(log_sd)))):
             raise FitError(f"{fitter.name}: the population stage gave a non-finite likelihood or trait estimate")
@@ -428,7 +463,7 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
     p_test = np.zeros(0)
     heldout_learner = np.zeros(0, np.int32)
     if test_log.n_learners:
-        test_batches = engine.pack_learners(test_log, g_pred)
+        test_batches = _packed(log, test, g_pred, test_log)
         who, step, p_test = engine.predict(problem, theta, traits, mu, log_sd, z, logw, test_batches)
         starts = np.concatenate([[0], np.cumsum(test_log.learner_counts())[:-1]])
         y_test = test_log.correct[starts[who] + step].astype(np.float64)
@@ -441,7 +476,8 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
     # ---- per-learner estimates: only on request
     per_learner_out = None
     if per_learner and d:
-        all_batches = engine.pack_learners(log, np.where(groups.of_learner >= 0, groups.of_learner, big))
+        all_batches = _packed(log, np.ones(log.n_learners, bool),
+                              np.where(groups.of_learner >= 0, groups.of_learner, big), log)
         who, est = engine.posterior_mean_traits(problem, theta, traits, mu, log_sd, z, logw, all_batches)
         per_learner_out = {"learner_id": np.asarray(log.learner_ids, dtype=object)[who],
                            **{t: est[:, k] for k, t in enumerate(traits)}}
@@ -521,6 +557,26 @@ def _check_number(name: str, value, low: float | None = None, low_open: bool = F
 def _check_int(name: str, value, low: int) -> None:
     if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low):
         raise FitError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _data_scale(problem, x0: dict, train_log: Log) -> dict:
+    """The optimiser's diagonal preconditioner: per free parameter, the share of training
+    responses that inform it. A per-skill field: the responses exercising the skill (floored
+    at one); anything else 1 (all responses). Item parameters are left at 1 too: an item
+    answered only right (or only wrong) has no finite maximum-likelihood difficulty, and
+    rescaling would only speed its drift."""
+    N = max(train_log.n_interactions, 1)
+    per_skill = train_log.q_matrix[train_log.item].sum(0) if train_log.n_interactions else np.zeros(train_log.n_skills)
+    share = lambda c: jnp.asarray(np.maximum(c, 1.0) / N, jnp.float32)  # noqa: E731
+    fields = {}
+    for f in problem.spec.fields:
+        v = x0["theta"]["fields"][f.name]
+        fields[f.name] = share(per_skill) if f.indices is None and v.shape == (train_log.n_skills,) else jnp.ones_like(v)
+    theta = {**x0["theta"], "fields": fields}
+    for key in ("item_b", "item_log_a"):  # not rescaled: a sparse item's estimate may have no finite optimum
+        if key in theta:
+            theta[key] = jnp.ones_like(theta[key])
+    return {"theta": theta, "log_sd": jnp.ones_like(x0["log_sd"])}
 
 
 def _unfitted_skills(problem, theta: dict, train_log: Log) -> tuple[dict[str, str], dict]:

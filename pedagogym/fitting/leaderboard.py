@@ -62,10 +62,64 @@ def _weighted(y, p, w, wauc) -> dict[str, float]:
     }
 
 
+class _BootAUC:
+    """The weighted AUC of every bootstrap replicate when a response's weight is its learner's
+    count ``c[l]`` in the replicate.
+
+    With the negatives sorted by prediction, a positive's score is the weight of the
+    negatives ranked below it, ties counting half: the AUC's numerator is the quadratic
+    form ``c @ A @ c``, ``A[l, m]`` half the number of (positive of learner l, negative of
+    learner m) pairs ranked that way, ties once. ``A`` is counted once (exactly, in
+    integers); each replicate then costs O(L^2). When the learners x responses count
+    table would be large, each replicate makes one pass over the responses instead."""
+
+    MAX_TABLE = 30_000_000  # learners x negatives above which the per-replicate pass is used
+
+    def __init__(self, y: np.ndarray, p: np.ndarray, who: np.ndarray, n_learners: int):
+        y = np.asarray(y, bool)
+        _, group = np.unique(np.asarray(p, np.float64), return_inverse=True)  # tie groups, ascending
+        neg, pos = np.flatnonzero(~y), np.flatnonzero(y)
+        neg = neg[np.argsort(group[neg], kind="stable")]
+        self.who_neg, self.who_pos = who[neg], who[pos]
+        g_neg, g_pos = group[neg], group[pos]
+        self.lo = np.searchsorted(g_neg, g_pos, "left")  # negatives ranked strictly below each positive
+        self.hi = np.searchsorted(g_neg, g_pos, "right")  # ... and with its ties
+        self.n_pos = np.bincount(self.who_pos, minlength=n_learners).astype(np.float64)
+        self.n_neg = np.bincount(self.who_neg, minlength=n_learners).astype(np.float64)
+        self.A = None
+        L, n_neg = n_learners, len(neg)
+        if L and L * (n_neg + 1) <= self.MAX_TABLE and L * len(pos) <= self.MAX_TABLE:
+            below = np.zeros((L, n_neg + 1), np.int32)  # below[m, k]: learner m's negatives among the first k
+            below[self.who_neg, np.arange(1, n_neg + 1)] = 1
+            np.cumsum(below, axis=1, out=below)
+            pairs = below[:, self.lo] + below[:, self.hi]  # [m, positive]: twice its score from learner m
+            order = np.argsort(self.who_pos, kind="stable")
+            owners, first = np.unique(self.who_pos[order], return_index=True)
+            A = np.zeros((L, L), np.float64)
+            if len(order):
+                A[owners] = np.add.reduceat(pairs[:, order], first, axis=1).T.astype(np.float64)
+            self.A = 0.5 * A
+
+    def __call__(self, c: np.ndarray) -> float:
+        """AUC at learner weights ``c`` (float[L])."""
+        w_pos, w_neg = float(c @ self.n_pos), float(c @ self.n_neg)
+        if w_pos <= 0 or w_neg <= 0:
+            return float("nan")
+        if self.A is not None:
+            return float(c @ self.A @ c / (w_pos * w_neg))
+        run = np.concatenate([[0.0], np.cumsum(c[self.who_neg])])  # run[k]: weight of the first k negatives
+        return float(np.dot(c[self.who_pos], run[self.lo] + run[self.hi]) * 0.5 / (w_pos * w_neg))
+
+
 def leaderboard(entries: list[tuple[str, np.ndarray, np.ndarray]], learner: np.ndarray, n_boot: int = N_BOOT,
                 seed: int = 0) -> list[dict]:
     """Rows (sorted by log loss) for ``entries`` = [(name, y, p)] on the same responses;
-    ``learner`` int[n] is each response's test learner (the bootstrap unit)."""
+    ``learner`` int[n] is each response's test learner (the bootstrap unit).
+
+    A replicate weighs each response by its learner's draw count, so log loss, RMSE and ECE
+    of every replicate come from per-learner sums (a matrix product), the AUC from one pass
+    per replicate (:class:`_BootAUC`); the same as weighting each response
+    (:func:`_weighted`) up to rounding."""
     if not entries:
         return []
     y0 = np.asarray(entries[0][1], np.float64)
@@ -76,8 +130,9 @@ def leaderboard(entries: list[tuple[str, np.ndarray, np.ndarray]], learner: np.n
     _, who = np.unique(learner, return_inverse=True)
     n_learners = int(who.max()) + 1 if len(who) else 0
     rng = np.random.default_rng(seed)
-    draws = [np.bincount(rng.integers(0, n_learners, n_learners), minlength=n_learners).astype(np.float64)[who]
-             for _ in range(n_boot)] if n_learners else []
+    draws = (np.stack([np.bincount(rng.integers(0, n_learners, n_learners), minlength=n_learners)
+                       for _ in range(n_boot)]).astype(np.float64) if n_learners else np.zeros((0, 0)))  # [n_boot, L]
+    n_of = np.bincount(who, minlength=n_learners).astype(np.float64)
     rows = []
     for name, y, p in entries:
         y, p = np.asarray(y, np.float64), np.asarray(p, np.float64)
@@ -86,10 +141,27 @@ def leaderboard(entries: list[tuple[str, np.ndarray, np.ndarray]], learner: np.n
             rows.append({**row, **{m: float("nan") for m in METRICS}})
             continue
         pc = np.clip(p, P_CLIP, 1 - P_CLIP)
-        point = {"log_loss": float(-np.mean(y * np.log(pc) + (1 - y) * np.log1p(-pc))), "auc": auc(y, p),
-                 "rmse": float(np.sqrt(np.mean((y - p) ** 2))), "ece": ece(y, p)}
-        wauc = _WeightedAUC(y, p)
-        boot = np.array([[_weighted(y, p, w, wauc)[m] for m in METRICS] for w in draws])
+        loss = -(y * np.log(pc) + (1 - y) * np.log1p(-pc))
+        point = {"log_loss": float(np.mean(loss)), "auc": auc(y, p), "rmse": float(np.sqrt(np.mean((y - p) ** 2))),
+                 "ece": ece(y, p)}
+        if len(draws):
+            W = draws @ n_of
+            k = who * N_BINS + np.clip((p * N_BINS).astype(int), 0, N_BINS - 1)
+            per = lambda v: np.bincount(k, weights=v, minlength=n_learners * N_BINS).reshape(n_learners, N_BINS)  # noqa: E731
+            cnt = draws @ per(np.ones_like(p))
+            gap = np.abs(draws @ per(p) - draws @ per(y)).sum(1)
+            total = cnt.sum(1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                boot_ece = np.where(total > 0, gap / total, np.nan)
+            bauc = _BootAUC(y, p, who, n_learners)
+            boot = np.column_stack([
+                (draws @ np.bincount(who, weights=loss, minlength=n_learners)) / W,
+                [bauc(c) for c in draws],
+                np.sqrt((draws @ np.bincount(who, weights=(y - p) ** 2, minlength=n_learners)) / W),
+                boot_ece,
+            ])
+        else:
+            boot = np.zeros((0, len(METRICS)))
         for j, m in enumerate(METRICS):
             row[m] = point[m]
             col = boot[:, j][np.isfinite(boot[:, j])] if len(boot) else np.zeros(0)
