@@ -46,10 +46,23 @@ def skill_case():
 
 @pytest.mark.parametrize("model", ["efc", "hlr"])
 def test_upper_bound_beats_every_memory_heuristic_on_a_small_deck(model):
-    built = make("pedagogym/FlashcardsEFC-v0", model=model, n_items=8, horizon=40, test_delay_days=1.0)
+    # short sessions: the 40 reviews span several sessions and days, as on the quickstart's deck
+    # (in one session the one-step greedy, which fails on the quickstart's EFC deck, passes too)
+    built = make("pedagogym/FlashcardsEFC-v0", model=model, n_items=8, horizon=40, test_delay_days=1.0,
+                 session_minutes=2.5)
     pt = _post_tests(built, MEMORY_HEURISTICS + ["upper_bound"], 40)
     for n in MEMORY_HEURISTICS:
         assert _paired_lower(pt["upper_bound"], pt[n]) > 0, (n, {k: float(v.mean()) for k, v in pt.items()})
+
+
+@pytest.mark.parametrize("model", ["actr", "fsrs", "dash"])
+def test_upper_bound_refuses_memory_models_where_it_is_not_one(model):
+    from pedagogym.errors import PedagogymError
+
+    built = make("pedagogym/FlashcardsEFC-v0", model=model, n_items=4, horizon=3)
+    with pytest.raises(PedagogymError, match=rf"upper_bound is not an upper bound on student model '{model}'.*"
+                                             r"`threshold` or `greedy_oracle`"):
+        evaluate(built.env, POLICIES.get("upper_bound"), 3, built.params, KEYS[:2])
 
 
 def test_upper_bound_beats_every_skill_heuristic_on_a_prerequisite_chain(skill_case):
