@@ -46,6 +46,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--timesteps", type=int, default=None, help="override total_timesteps of the training configs")
     ap.add_argument("--out", default=str(REPO / "results" / "bench_agents"))
+    ap.add_argument("--config", action="append", default=[], metavar="SIM=PATH",
+                    help="train SIM from PATH instead of experiments/train_SIM.toml (repeatable)")
     ap.add_argument("--skip-upper-bound", action="store_true", help="do not evaluate the (slow) privileged upper_bound")
     args = ap.parse_args(argv)
 
@@ -60,7 +62,8 @@ def main(argv=None) -> int:
     for sim in args.sims.split(","):
         if sim not in SIMS:
             raise SystemExit(f"--sims: unknown simulator {sim!r}; known: {', '.join(SIMS)}")
-        cfg = load_train_config(REPO / "experiments" / f"train_{sim}.toml")
+        override = dict(c.split("=", 1) for c in args.config)
+        cfg = load_train_config(Path(override[sim]) if sim in override else REPO / "experiments" / f"train_{sim}.toml")
         if args.timesteps:
             cfg = cfg.replace(total_timesteps=args.timesteps)
         out = Path(args.out) / cfg.name
@@ -89,7 +92,7 @@ def main(argv=None) -> int:
         means = {k: float(v.mean()) for k, v in pt.items()}
         best = max(FAMILY[family], key=lambda n: means[n])
         report["simulators"][sim] = {
-            "config": f"experiments/train_{sim}.toml", "teacher": cfg.teacher, "env_steps": cfg.num_updates * cfg.batch_size,
+            "config": override.get(sim, f"experiments/train_{sim}.toml"), "teacher": cfg.teacher, "env_steps": cfg.num_updates * cfg.batch_size,
             "train_wall_s": round(train_s, 1), "bc_wall_s": round(bc_s, 1),
             "best_hand_written": best, "best_hand_written_post_test": means[best],
             "agent_post_test": means["agent"], "agent_minus_best": paired(pt["agent"], pt[best]),

@@ -28,10 +28,14 @@ on the whole set, typically after 4-11 iterations. The converged fit runs pyBKT'
 1e-7 in an iteration (at most 10,000). Parameters are compared with the converged fit: a
 difference there is a difference between the two implementations, not an early stop.
 
-pedagogym is fitted twice too: with its default bound guess, slip <= 0.5 (``pedagogym``:
-the known state answers better) and without it (``pedagogym_unbounded``,
-``max_guess_slip=1``: the same model class pyBKT fits). On a set where the bound binds, the
-two models differ, and only the unbounded fit is comparable with pyBKT's.
+pedagogym is fitted three times: with its default bound guess, slip <= 0.5 (``pedagogym``:
+the known state answers better), without it (``pedagogym_unbounded``, ``max_guess_slip=1``:
+the same model class pyBKT fits), both predicting test students as ``pedagogym fit`` does
+(posterior-predictive over the fitted population's learner traits), and unbounded without
+the population stage (``pedagogym_unbounded_plain``, ``estimate_traits=False``: BKT's own
+prediction from the fitted parameters, as pyBKT's ``predict``). On a set where the bound
+binds, the bounded and unbounded models differ, and only the unbounded fits are comparable
+with pyBKT's; the plain one compares the two fitters alone.
 
 A set's parameters are *identified* (to the 0.02 the comparison asks for) when the 95%
 profile-likelihood interval of every parameter at pedagogym's unbounded optimum lies within
@@ -220,9 +224,10 @@ def ours(train: str, test: str) -> dict:
     log, is_test = concat_logs(read_log(train, salt="glops"), read_log(test, salt="glops"))
     obs, mask = sequences(log.select_learners(~is_test))
     out = {"obs": obs, "mask": mask}
-    for variant, bound in (("default", 0.5), ("unbounded", 1.0)):
+    for variant, bound, traits in (("default", 0.5, True), ("unbounded", 1.0, True), ("unbounded_plain", 1.0, False)):
         t = time.perf_counter()
-        r = fit(log, "bkt", test_learners=is_test, num_fits=NUM_FITS, min_group_size=1, max_guess_slip=bound)
+        r = fit(log, "bkt", test_learners=is_test, num_fits=NUM_FITS, min_group_size=1, max_guess_slip=bound,
+                estimate_traits=traits)
         out[variant] = {"params": {k: float(r.skill_params[v][0]) for k, v in NAMES.items()},
                         "auc": auc(r.heldout_y, r.heldout_p), "n_test": int(len(r.heldout_y)),
                         "seconds": round(time.perf_counter() - t, 2),
@@ -271,6 +276,7 @@ def main() -> None:
             mine, fits = mine_all[name], theirs_all[name]
             obs, mask = mine["obs"], mine["mask"]
             fitted = {"pedagogym": mine["default"], "pedagogym_unbounded": mine["unbounded"],
+                      "pedagogym_unbounded_plain": mine["unbounded_plain"],
                       "pybkt": fits["converged"], "pybkt_default_stop": fits["default"]}
             for v in ("pybkt", "pybkt_default_stop"):
                 fitted[v]["auc"] = auc(np.asarray(fitted[v]["y"]), np.asarray(fitted[v]["p"]))
@@ -292,7 +298,7 @@ def main() -> None:
             }
             print(name, rows[name]["max_abs_param_diff"], rows[name]["identified"], rows[name]["heldout_auc"],
                   file=sys.stderr, flush=True)
-    variants = ("pedagogym", "pedagogym_unbounded", "pybkt", "pybkt_default_stop")
+    variants = ("pedagogym", "pedagogym_unbounded", "pedagogym_unbounded_plain", "pybkt", "pybkt_default_stop")
     A = {v: np.array([r["heldout_auc"][v] for r in rows.values()]) for v in variants}
     ok = np.all([np.isfinite(a) for a in A.values()], axis=0)
     ll_gap = [r["train_ll_per_response"]["pedagogym_unbounded"] - r["train_ll_per_response"]["pybkt"]
@@ -308,6 +314,7 @@ def main() -> None:
         "sets_bound_binds": [k for k, r in rows.items() if r["bound_binds"]],
         "sets_pedagogym_auc_at_least_pybkt": int(sum(A["pedagogym"][ok] >= A["pybkt"][ok])),
         "sets_pedagogym_unbounded_auc_at_least_pybkt": int(sum(A["pedagogym_unbounded"][ok] >= A["pybkt"][ok])),
+        "sets_pedagogym_unbounded_plain_auc_at_least_pybkt": int(sum(A["pedagogym_unbounded_plain"][ok] >= A["pybkt"][ok])),
         "sets_identified": int(sum(ident)),
         "identified_sets_params_within_0.02 (unbounded vs pyBKT converged)": f"{sum(a and i for a, i in zip(agree, ident))} of {sum(ident)}",
         "identified_sets_params_not_within_0.02": [k for (k, r), a, i in zip(rows.items(), agree, ident) if i and not a],
