@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pedagogym.fitting.engine import lay_out
+from pedagogym.fitting.engine import lay_out, on_grid
 from pedagogym.student_models.bkt import BKTParams
 
 MIN_P = 1e-4
@@ -63,9 +63,7 @@ def pack_skill_sequences(log) -> tuple[SkillSequences, ...]:
     is_start[starts] = True
 
     def grid(values, fill, dtype):
-        out = np.full(T * B, fill, dtype)
-        out[pos] = values
-        return jnp.asarray(out.reshape(T, B))
+        return jnp.asarray(on_grid(values, fill, dtype, T, B, pos))
 
     return (SkillSequences(obs=grid(log.correct[rows], 0.0, np.float32), mask=grid(True, False, bool),
                            skill=grid(skills, 0, np.int32), start=grid(is_start, False, bool)),)

@@ -138,6 +138,14 @@ def lay_out(lengths: np.ndarray) -> tuple[int, int, np.ndarray]:
     return T, B, (offset_of_seq[seq_of] + within) * B + lane_of_seq[seq_of]
 
 
+def on_grid(values, fill, dtype, T: int, B: int, pos: np.ndarray) -> np.ndarray:
+    """``values`` (one per element, in :func:`lay_out`'s order) placed at their flat positions
+    ``pos`` of a time-major [T, B] grid, ``fill`` elsewhere."""
+    out = np.full(T * B, fill, dtype)
+    out[pos] = values
+    return out.reshape(T, B)
+
+
 def pack_learners(log, group_of_learner: np.ndarray | None = None) -> Pack:
     """The log's learners as a :class:`Pack` (see there)."""
     N, L = log.n_interactions, log.n_learners
@@ -164,9 +172,7 @@ def pack_learners(log, group_of_learner: np.ndarray | None = None) -> Pack:
     T, B, pos = lay_out(lengths)  # flat position in the time-major [T, B] layout
 
     def grid(values, fill, dtype):
-        out = np.full(T * B, fill, dtype)
-        out[pos] = values
-        return out.reshape(T, B)
+        return on_grid(values, fill, dtype, T, B, pos)
 
     single = n_sk[resp] == 1
     is_start = np.zeros(R, bool)
