@@ -66,7 +66,7 @@ def test_fit_with_a_test_file_writes_the_leaderboard(tmp_path):
     assert (board["log_loss_lo"] <= board["log_loss"]).all() and (board["log_loss"] <= board["log_loss_hi"]).all()
     assert board.set_index("model").loc["bkt", "log_loss"] < board.set_index("model").loc["baseline", "log_loss"]
     md = (out / "leaderboard.md").read_text()
-    assert "a separate test file" in md and "| 1 |" in md
+    assert "a separate test file" in md and "| 1 |" in md and "†" not in md  # a log with a clock: nothing marked
     assert "separate test file" in (out / "report.md").read_text()
     # the models fitted side by side (workers=2) give the same files as one after the other
     one = tmp_path / "one"
@@ -76,3 +76,21 @@ def test_fit_with_a_test_file_writes_the_leaderboard(tmp_path):
         assert (one / name).read_text() == (out / name).read_text(), name
     timeless = lambda d: pd.read_csv(d / "metrics.csv").filter(regex="^(?!.*seconds)")  # noqa: E731
     pd.testing.assert_frame_equal(timeless(one), timeless(out))
+
+
+def test_time_models_are_marked_not_applicable_on_a_log_without_timestamps(tmp_path):
+    # pyBKT's layout has no clock: time is the row order, 1 s apart, on which a model of
+    # forgetting over time says nothing (HLR floors the half-life at 15 minutes)
+    from pedagogym.fitting.cli import fit_command
+
+    params = BKTParams(*(jnp.full(2, v, jnp.float32) for v in (0.3, 0.2, 0.0, 0.2, 0.1)))
+    df = simulate_log(BKT(), params, 40, 10, jax.random.PRNGKey(4))
+    df.rename(columns={"learner_id": "user_id", "skill_id": "skill_name"})[["user_id", "skill_name", "correct"]].to_csv(
+        tmp_path / "log.csv", index=False)
+    out = tmp_path / "out"
+    assert fit_command([tmp_path / "log.csv"], "bkt,hlr", out, quiet=True, num_fits=1,
+                       max_trait_interactions=500, workers=1) == 0
+    md = (out / "leaderboard.md").read_text()
+    assert "| hlr † |" in md and "| bkt |" in md and "| bkt † |" not in md and "\n† Not applicable" in md
+    report = (out / "report.md").read_text()
+    assert "not applicable to this log" in report and "no timestamps in this format" in report

@@ -120,13 +120,15 @@ def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[s
         rows = leaderboard(entries, results[0].heldout_learner, seed=seed)
         where = "a separate test file" if test is not None else f"{holdout:.0%} of learners held out, seed {seed}"
         atomic_write_text(out / "leaderboard.csv", leaderboard_csv(rows))
-        atomic_write_text(out / "leaderboard.md", leaderboard_markdown(rows, where))
+        untimed = tuple(r.model for r in results if fitter_for(r.model).uses_time and not log.timed)
+        atomic_write_text(out / "leaderboard.md", leaderboard_markdown(rows, where, not_applicable=untimed))
         files += ["leaderboard.md", "leaderboard.csv"]
         say("leaderboard: " + ", ".join(f"{r['rank']}. {r['model']} ({r['log_loss']:.4f})" for r in rows))
     atomic_write(out / "calibration.png", lambda p: calibration_plot(results, p))
     files += ["curriculum.toml", "metrics.csv", "calibration.png", "report.md", "manifest.json"]
     summary = {"learners": log.n_learners, "interactions": log.n_interactions, "items": log.n_items,
-               "skills": log.n_skills, "span_days": float(log.timestamp.max() - log.timestamp.min()) / SECONDS_PER_DAY}
+               "skills": log.n_skills, "span_days": float(log.timestamp.max() - log.timestamp.min()) / SECONDS_PER_DAY,
+               "reading": list(log.notes)}
     options = {"models": names, "holdout": holdout, "seed": seed, "min_group_size": min_group_size,
                "forgetting": forgetting, "fsrs_weights": fsrs_weights, "max_trait_interactions": max_trait_interactions,
                "session_gap_minutes": session_gap_minutes, "per_learner": per_learner, "salt_given": salt is not None,

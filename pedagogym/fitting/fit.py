@@ -41,6 +41,10 @@ DEFAULT_SESSIONS_PER_WEEK = 5.0
 OTHER_GROUP = "other"
 
 
+NOT_TIMED = ("not applicable to this log: its format has no timestamps (time is the row order, 1 s apart), and this "
+             "model's predictions depend on the time between responses; its metrics are shown for completeness only")
+
+
 class FitError(PedagogymError):
     """The log cannot support the requested fit (e.g. too few learners)."""
 
@@ -56,6 +60,7 @@ class Fitter:
     stage1: str = "ml"
     tracer: Callable[[Any], engine.ModelTracer] = engine.ModelTracer
     method: str = ""
+    uses_time: bool = False  # predictions depend on the time between responses (forgetting)
 
 
 def _bkt_model(o):
@@ -120,15 +125,16 @@ FITTERS: dict[str, Fitter] = {
                   method="logistic regression, maximum likelihood (L-BFGS)"),
     "hlr": Fitter("hlr", *_memory("hlr", "HLR", (FreeField("w_bias"), FreeField("w_right"), FreeField("w_wrong"),
                                                   FreeField("p_unseen", "logit"))),
-                  method="maximum likelihood on recall outcomes (L-BFGS)"),
+                  method="maximum likelihood on recall outcomes (L-BFGS)", uses_time=True),
     "efc": Fitter("efc", *_memory("efc", "EFC", (FreeField("theta", "log"), FreeField("p_unseen", "logit"))),
-                  method="maximum likelihood on recall outcomes (L-BFGS)"),
+                  method="maximum likelihood on recall outcomes (L-BFGS)", uses_time=True),
     "actr": Fitter("actr", *_memory("actr", "ACTR", (FreeField("a", "log"), FreeField("tau"), FreeField("s", "log"),
                                                      FreeField("p_unseen", "logit"))),
-                   tracer=engine.ACTRTracer, method="maximum likelihood on recall outcomes (L-BFGS); c and h kept at Pavlik & Anderson's values"),
+                   tracer=engine.ACTRTracer, method="maximum likelihood on recall outcomes (L-BFGS); c and h kept at Pavlik & Anderson's values",
+                   uses_time=True),
     "fsrs": Fitter("fsrs", _memory("fsrs", "FSRS", ())[0], _fsrs_spec, tracer=engine.FSRSRatingTracer,
                    method="FSRS-6 (default weights unless fsrs_weights='fit'); p_unseen and traits by maximum "
-                          "likelihood (L-BFGS); log ratings used where given"),
+                          "likelihood (L-BFGS); log ratings used where given", uses_time=True),
 }
 ALIASES = {"irt": "irt2pl"}
 
@@ -341,6 +347,8 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
     train_log = log.select_learners(~test)
     test_log = log.select_learners(test)
     notes: list[str] = []
+    if fitter.uses_time and not log.timed:
+        notes.append(NOT_TIMED)
 
     st_model = fitter.make_model(options)
     spec = fitter.spec(options)

@@ -109,6 +109,7 @@ def _show(v) -> str:
     return logmod._show(v)
 
 
+
 # ---- converters -----------------------------------------------------------------------
 def _pybkt(chunk: pd.DataFrame, ctx: dict):
     n = len(chunk)
@@ -387,9 +388,12 @@ def read_log(path, salt: str | bytes | None = None, format: str = "auto") -> Log
     notes = [f"read as {fmt.name} ({fmt.description})"]
     if skipped:
         notes.append(f"{skipped} manual rescheduling row(s) (rating 0 / state 4) skipped: not reviews")
-    if fmt.name == "pybkt" and not any("order_id" in headers[p] for p in data):
-        notes.append("no timestamps in this format: time is the row order (1 s apart); sessions are not estimated")
-    return replace(result, notes=tuple(notes))
+    timed = fmt.name != "pybkt"
+    if not timed:
+        clock = "order_id" if any("order_id" in headers[p] for p in data) else "the row order"
+        notes.append(f"no timestamps in this format: time is {clock} (1 s apart); sessions are not estimated, and "
+                     "models of forgetting over time are not applicable")
+    return replace(result, notes=tuple(notes), timed=timed)
 
 
 def _compact(df: pd.DataFrame) -> pd.DataFrame:

@@ -183,7 +183,10 @@ def leaderboard_csv(rows: list[dict]) -> str:
     return csv_text(COLUMNS, ([r[c] for c in COLUMNS] for r in rows))
 
 
-def leaderboard_markdown(rows: list[dict], test_description: str, n_boot: int = N_BOOT) -> str:
+def leaderboard_markdown(rows: list[dict], test_description: str, n_boot: int = N_BOOT,
+                         not_applicable: tuple[str, ...] = ()) -> str:
+    """``not_applicable``: models marked with a dagger and a footnote (e.g. models of
+    forgetting over time on a log without timestamps)."""
     def f(r, m):
         v, lo, hi = r[m], r[f"{m}_lo"], r[f"{m}_hi"]
         if not np.isfinite(v):
@@ -200,5 +203,11 @@ def leaderboard_markdown(rows: list[dict], test_description: str, n_boot: int = 
              "`calibration.png`.", "",
              "| rank | model | log loss | AUC | RMSE | ECE |", "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['rank']} | {r['model']} | {f(r, 'log_loss')} | {f(r, 'auc')} | {f(r, 'rmse')} | {f(r, 'ece')} |")
+        name = f"{r['model']} †" if r["model"] in not_applicable else r["model"]
+        lines.append(f"| {r['rank']} | {name} | {f(r, 'log_loss')} | {f(r, 'auc')} | {f(r, 'rmse')} | {f(r, 'ece')} |")
+    if any(r["model"] in not_applicable for r in rows):
+        lines += ["", "† Not applicable to this log: its format has no timestamps (time is the row order, 1 s apart) "
+                  "and these models predict from the time between responses (HLR, for one, floors the half-life at "
+                  "15 minutes, so it predicts recall of at least 0.999 one second later). Shown for completeness; "
+                  "do not rank them."]
     return "\n".join(lines) + "\n"

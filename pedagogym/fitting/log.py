@@ -93,6 +93,7 @@ class Log:
     source: str = "<memory>"
     skill_names: tuple[str, ...] = ()  # the skills as written in the log (ids are made loader-safe)
     notes: tuple[str, ...] = ()  # how the reader read it (format, skipped rows)
+    timed: bool = True  # False: the format has no clock (pyBKT's): time is the row order
 
     # sizes, derived (not fields)
     n_interactions = property(lambda self: int(self.learner.shape[0]), doc="responses (rows) in the log")
@@ -505,7 +506,7 @@ def concat_logs(train: Log, test: Log) -> tuple[Log, np.ndarray]:
         rating=opt(train.rating, test.rating, train.n_interactions, test.n_interactions, 0, np.int8),
         learner_ids=train.learner_ids + test.learner_ids, item_ids=tuple(item_ids), skill_ids=tuple(skill_ids),
         q_matrix=q, learner_group=groups, group_names=names, source=f"{train.source} + test {test.source}",
-        skill_names=tuple(skill_names), notes=train.notes,
+        skill_names=tuple(skill_names), notes=train.notes, timed=train.timed and test.timed,
     )
     is_test = np.zeros(merged.n_learners, bool)
     is_test[train.n_learners:] = True

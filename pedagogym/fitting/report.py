@@ -127,6 +127,8 @@ def report_markdown(results, log_summary: dict, options: dict, files: list[str])
               + ("Evaluated on the learners of a separate test file, " if options.get("test_file") else
                  f"Held out for evaluation: {options['holdout']:.0%} of learners (seed {options['seed']}), ")
               + "predicted online from their own earlier responses only (fitted parameters, no refit).", ""]
+    if log_summary.get("reading"):
+        lines += ["Reading the log:", ""] + [f"- {n}" for n in log_summary["reading"]] + [""]
     lines += ["## Privacy", "",
               "- Learner ids were replaced on reading by salted hashes; the salt is not stored anywhere "
               + ("(it was given by the caller)." if options.get("salt_given") else "(drawn at random for this run)."),
