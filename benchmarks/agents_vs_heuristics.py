@@ -9,8 +9,9 @@ run resumes if its directory exists), then evaluate its agent (the best by the l
 the teacher's cloned policy before PPO (``bc``) and every non-privileged hand-written policy
 of the family on ``--learners`` new learners (seed ``--seed``, not a training or learning-curve
 seed; common random numbers: every policy meets the same learners), and the privileged
-``upper_bound`` for reference. Prints one JSON object: per simulator the best hand-written
-policy, the agent, the paired difference agent - best with its 95% CI, training wall time.
+``upper_bound`` for reference, with its paired difference from the agent (a bound must stay
+above it). Prints one JSON object: per simulator the best hand-written policy, the agent, the
+paired difference agent - best with its 95% CI, training wall time.
 """
 from __future__ import annotations
 
@@ -98,7 +99,9 @@ def main(argv=None) -> int:
             "agent_post_test": means["agent"], "agent_minus_best": paired(pt["agent"], pt[best]),
             "bc_post_test": means["bc"], "bc_minus_best": paired(pt["bc"], pt[best]),
             "agent_beats_best": bool(paired(pt["agent"], pt[best])["ci_low"] > 0),
-            "upper_bound_post_test": means.get("upper_bound"), "post_test": means,
+            "upper_bound_post_test": means.get("upper_bound"),
+            "upper_bound_minus_agent": paired(pt["upper_bound"], pt["agent"]) if "upper_bound" in pt else None,
+            "post_test": means,
         }
         print(json.dumps({sim: report["simulators"][sim]}), file=sys.stderr, flush=True)
     print(json.dumps(report, indent=2))
