@@ -352,6 +352,11 @@ def test_irt1pl_recovery():
     np.testing.assert_allclose(res.skill_params["growth"], 0.1, atol=0.04)
     np.testing.assert_allclose(res.skill_params["fail_growth"], 0.03, atol=0.04)
     assert res.subgroups[0].traits["prior"][1] == pytest.approx(1.0, abs=0.15)
+    assert not any("only right or only wrong" in n for n in res.notes)  # ~2,500 responses an item
+    # one item answered only right: its difficulty has no finite ML estimate, and the report says so
+    df.loc[df.item_id == curriculum.item_ids[0], "correct"] = 1
+    one_sided = fit(from_frame(df, salt="t"), "irt1pl", holdout=0.0, estimate_traits=False, max_iter=5)
+    assert any(n.startswith("1 of 20 items (5%) were answered only right or only wrong") for n in one_sided.notes)
 
 
 def test_hlr_recovery():

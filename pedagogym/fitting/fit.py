@@ -402,6 +402,8 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
         theta = res.x["theta"]
         iterations["parameters"], converged["parameters"] = res.iterations, res.converged
         failed, theta = _unfitted_skills(problem, theta, train_log)
+        if spec.item_difficulty:
+            notes += _unbounded_items(train_log, res.converged)
         skill_converged = {s: res.converged for s in log.skill_ids if s not in failed}
     if len(failed) == log.n_skills:
         raise FitError(f"{fitter.name}: no skill could be fitted: "
@@ -585,6 +587,22 @@ def _data_scale(problem, x0: dict, train_log: Log) -> dict:
         if key in theta:
             theta[key] = jnp.ones_like(theta[key])
     return {"theta": theta, "log_sd": jnp.ones_like(x0["log_sd"])}
+
+
+def _unbounded_items(train_log: Log, converged: bool) -> list[str]:
+    """A note when items were answered only right (or only wrong) in training: their
+    difficulties have no finite maximum-likelihood estimate, so they move for as long as the
+    optimiser runs and the fit depends on ``max_iter`` (README, "IRT with per-item
+    difficulties on sparse items")."""
+    n = np.bincount(train_log.item, minlength=train_log.n_items)
+    right = np.bincount(train_log.item, weights=train_log.correct, minlength=train_log.n_items)
+    used = n > 0
+    one_sided = int(np.sum(used & ((right == 0) | (right == n))))
+    if not one_sided:
+        return []
+    return [f"{one_sided} of {int(used.sum())} items ({one_sided / used.sum():.0%}) were answered only right or only "
+            "wrong in training: their difficulties have no finite maximum-likelihood estimate and drift for as long as "
+            "the optimiser runs, so this fit depends on max_iter" + ("" if converged else " (it stopped at max_iter)")]
 
 
 def _unfitted_skills(problem, theta: dict, train_log: Log) -> tuple[dict[str, str], dict]:
