@@ -78,8 +78,8 @@ def main(argv=None) -> int:
         # the cloned policy before any PPO update (the same warm start the run began from)
         trainer = PPOTrainer(cfg, built)
         t_bc = time.perf_counter()
-        bc_params, bc_norm, _, _ = jax.jit(trainer.warm_start)(jax.random.fold_in(jax.random.split(
-            jax.random.PRNGKey(cfg.seeds[0]), 3)[0], 1), jax.numpy.float32(cfg.gamma))
+        bc_params, bc_norm, _, _ = jax.block_until_ready(jax.jit(trainer.warm_start)(jax.random.fold_in(
+            jax.random.split(jax.random.PRNGKey(cfg.seeds[0]), 3)[0], 1), jax.numpy.float32(cfg.gamma)))
         bc_s = time.perf_counter() - t_bc
         bc = TrainedPolicy(trainer.spec, jax.device_get(bc_params),
                            ObsNorm(*jax.device_get(bc_norm)) if cfg.normalize_obs else None, tag=f"bc:{sim}")
