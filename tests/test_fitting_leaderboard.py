@@ -67,7 +67,8 @@ def test_fit_with_a_test_file_writes_the_leaderboard(tmp_path):
     assert board.set_index("model").loc["bkt", "log_loss"] < board.set_index("model").loc["baseline", "log_loss"]
     md = (out / "leaderboard.md").read_text()
     assert "a separate test file" in md and "| 1 |" in md and "†" not in md  # a log with a clock: nothing marked
-    assert "separate test file" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "separate test file" in report and "Reading the log" not in report  # pedagogym's own format: no notes
     # the models fitted side by side (workers=2) give the same files as one after the other
     one = tmp_path / "one"
     assert fit_command([tmp_path / "train.csv"], "bkt,pfa", one, test=[tmp_path / "test.csv"], quiet=True,
@@ -81,16 +82,26 @@ def test_fit_with_a_test_file_writes_the_leaderboard(tmp_path):
 def test_time_models_are_marked_not_applicable_on_a_log_without_timestamps(tmp_path):
     # pyBKT's layout has no clock: time is the row order, 1 s apart, on which a model of
     # forgetting over time says nothing (HLR floors the half-life at 15 minutes)
-    from pedagogym.fitting.cli import fit_command
+    from pedagogym.fitting import read_log
+    from pedagogym.fitting.fit import FITTERS, NOT_TIMED, applicability_notes
+    from pedagogym.fitting.leaderboard import leaderboard_markdown
 
-    params = BKTParams(*(jnp.full(2, v, jnp.float32) for v in (0.3, 0.2, 0.0, 0.2, 0.1)))
-    df = simulate_log(BKT(), params, 40, 10, jax.random.PRNGKey(4))
-    df.rename(columns={"learner_id": "user_id", "skill_id": "skill_name"})[["user_id", "skill_name", "correct"]].to_csv(
-        tmp_path / "log.csv", index=False)
-    out = tmp_path / "out"
-    assert fit_command([tmp_path / "log.csv"], "bkt,hlr", out, quiet=True, num_fits=1,
-                       max_trait_interactions=500, workers=1) == 0
-    md = (out / "leaderboard.md").read_text()
+    (tmp_path / "bkt.csv").write_text("user_id,skill_name,correct\nu1,add,1\nu1,add,0\nu2,add,1\n")
+    (tmp_path / "own.csv").write_text("learner_id,item_id,skill_id,correct,timestamp\nu1,i1,add,1,0\nu1,i1,add,0,60\n")
+    untimed, timed = read_log(tmp_path / "bkt.csv"), read_log(tmp_path / "own.csv")
+    assert not untimed.timed and timed.timed
+    assert any(n.startswith("no timestamps in this format") for n in untimed.notes)
+    assert {m for m, f in FITTERS.items() if f.uses_time} == {"hlr", "efc", "actr", "fsrs"}
+    assert applicability_notes(FITTERS["hlr"], untimed) == [NOT_TIMED]
+    assert applicability_notes(FITTERS["hlr"], timed) == applicability_notes(FITTERS["bkt"], untimed) == []
+    rng = np.random.default_rng(0)
+    y, who = rng.integers(0, 2, 200).astype(float), np.repeat(np.arange(20), 10)
+    rows = leaderboard([("bkt", y, np.full(200, 0.5)), ("hlr", y, np.full(200, 0.9))], who, n_boot=20)
+    md = leaderboard_markdown(rows, "test", n_boot=20, not_applicable=("hlr",))
     assert "| hlr † |" in md and "| bkt |" in md and "| bkt † |" not in md and "\n† Not applicable" in md
-    report = (out / "report.md").read_text()
-    assert "not applicable to this log" in report and "no timestamps in this format" in report
+    assert "†" not in leaderboard_markdown(rows, "test", n_boot=20)
+    from pedagogym.fitting.report import report_markdown
+
+    summary = {"learners": 2, "interactions": 3, "items": 1, "skills": 1, "span_days": 0.0, "reading": list(untimed.notes)}
+    options = {"holdout": 0.2, "seed": 0, "min_group_size": 10}
+    assert "Reading the log:\n\n- read as pybkt" in report_markdown([], summary, options, [])

@@ -45,6 +45,12 @@ NOT_TIMED = ("not applicable to this log: its format has no timestamps (time is 
              "model's predictions depend on the time between responses; its metrics are shown for completeness only")
 
 
+def applicability_notes(fitter: "Fitter", log: Log) -> list[str]:
+    """What the report must say before any number: a model of forgetting over time on a log
+    whose format has no clock (:data:`NOT_TIMED`)."""
+    return [NOT_TIMED] if fitter.uses_time and not log.timed else []
+
+
 class FitError(PedagogymError):
     """The log cannot support the requested fit (e.g. too few learners)."""
 
@@ -346,9 +352,7 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
         test = _split(log, holdout, seed)
     train_log = log.select_learners(~test)
     test_log = log.select_learners(test)
-    notes: list[str] = []
-    if fitter.uses_time and not log.timed:
-        notes.append(NOT_TIMED)
+    notes: list[str] = applicability_notes(fitter, log)
 
     st_model = fitter.make_model(options)
     spec = fitter.spec(options)
