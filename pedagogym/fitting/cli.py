@@ -43,7 +43,7 @@ def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[s
     ``leaderboard.csv``. ``workers``: models fitted at a time (default: one per CPU core).
     """
     from pedagogym.io import atomic_write, atomic_write_json, atomic_write_text, versions
-    from pedagogym.fitting.fit import fit, fitter_for
+    from pedagogym.fitting.fit import NOT_TIMED, fit, fitter_for
     from pedagogym.fitting.log import salt_bytes
     from pedagogym.fitting.formats import read_log
     from pedagogym.fitting.log import concat_logs
@@ -120,7 +120,7 @@ def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[s
         rows = leaderboard(entries, results[0].heldout_learner, seed=seed)
         where = "a separate test file" if test is not None else f"{holdout:.0%} of learners held out, seed {seed}"
         atomic_write_text(out / "leaderboard.csv", leaderboard_csv(rows))
-        untimed = tuple(r.model for r in results if fitter_for(r.model).uses_time and not log.timed)
+        untimed = tuple(r.model for r in results if NOT_TIMED in r.notes)  # the fit's own applicability note
         atomic_write_text(out / "leaderboard.md", leaderboard_markdown(rows, where, not_applicable=untimed))
         files += ["leaderboard.md", "leaderboard.csv"]
         say("leaderboard: " + ", ".join(f"{r['rank']}. {r['model']} ({r['log_loss']:.4f})" for r in rows))

@@ -109,7 +109,6 @@ def _show(v) -> str:
     return logmod._show(v)
 
 
-
 # ---- converters -----------------------------------------------------------------------
 def _pybkt(chunk: pd.DataFrame, ctx: dict):
     n = len(chunk)
