@@ -5,8 +5,9 @@
     python benchmarks/agents_vs_heuristics.py --sims vocab_efc --timesteps 200000   # a shorter run
 
 For each simulator: train ``experiments/train_<sim>.toml`` (imitation warm start + PPO; the
-run resumes if its directory exists), then evaluate its agent (the best by the learning curve),
-the teacher's cloned policy before PPO (``bc``) and every non-privileged hand-written policy
+run resumes if its directory exists), then evaluate every seed's agent (``agents``; ``agent`` is the one ``agent:RUN#best`` picks by the run's own learning curve, and
+``mean_over_seeds_minus_best`` averages the seeds' post-tests learner by learner), the
+selected seed's cloned policy before PPO (``bc``) and every non-privileged hand-written policy
 of the family on ``--learners`` new learners (seed ``--seed``, not a training or learning-curve
 seed; common random numbers: every policy meets the same learners), and the privileged
 ``upper_bound`` for reference, with its paired difference from the agent (a bound must stay
@@ -72,14 +73,18 @@ def main(argv=None) -> int:
         train(cfg, out, progress=False)
         manifest = json.loads((out / "manifest.json").read_text())
         train_s = float(manifest.get("wall_time_s", time.perf_counter() - t0))
-        agent = load_policy(f"agent:{out}#best")
+        from pedagogym.agents import _best_index
+
+        best_k = _best_index(manifest, out)
+        agents = {k: load_policy(f"agent:{out}#{k}") for k in range(cfg.n_agents)}
+        agent = agents[best_k]
         built = cfg.build_env()
         env, params, horizon = built.env, built.params, built.config.horizon
         # the cloned policy before any PPO update (the same warm start the run began from)
         trainer = PPOTrainer(cfg, built)
         t_bc = time.perf_counter()
         bc_params, bc_norm, _, _ = jax.block_until_ready(jax.jit(trainer.warm_start)(jax.random.fold_in(
-            jax.random.split(jax.random.PRNGKey(cfg.seeds[0]), 3)[0], 1), jax.numpy.float32(cfg.gamma)))
+            jax.random.split(jax.random.PRNGKey(cfg.agents()[best_k]["seed"]), 3)[0], 1), jax.numpy.float32(cfg.gamma)))
         bc_s = time.perf_counter() - t_bc
         bc = TrainedPolicy(trainer.spec, jax.device_get(bc_params),
                            ObsNorm(*jax.device_get(bc_norm)) if cfg.normalize_obs else None, tag=f"bc:{sim}")
@@ -88,10 +93,13 @@ def main(argv=None) -> int:
         pt = {}
         for name in FAMILY[family] + ([] if args.skip_upper_bound else ["upper_bound"]):
             pt[name] = np.asarray(evaluate(env, POLICIES.get(name), horizon, params, keys).post_test)
-        pt["agent"] = np.asarray(evaluate(env, agent, horizon, params, keys).post_test)
+        for k, a in agents.items():
+            pt[f"agent_{k}"] = np.asarray(evaluate(env, a, horizon, params, keys).post_test)
+        pt["agent"] = pt[f"agent_{best_k}"]
+        pt["agents_mean"] = np.mean([pt[f"agent_{k}"] for k in agents], axis=0)  # the mean agent, learner by learner
         pt["bc"] = np.asarray(evaluate(env, bc, horizon, params, keys).post_test)
         means = {k: float(v.mean()) for k, v in pt.items()}
-        best = max(FAMILY[family], key=lambda n: means[n])
+        best = max(FAMILY[family], key=lambda n: means[n])  # hand-written only
         agent_vs_best = paired(pt["agent"], pt[best])
         report["simulators"][sim] = {
             "config": override.get(sim, f"experiments/train_{sim}.toml"), "teacher": cfg.teacher, "env_steps": cfg.num_updates * cfg.batch_size,
@@ -100,6 +108,10 @@ def main(argv=None) -> int:
             "agent_post_test": means["agent"], "agent_minus_best": agent_vs_best,
             "bc_post_test": means["bc"], "bc_minus_best": paired(pt["bc"], pt[best]),
             "agent_beats_best": bool(agent_vs_best["ci_low"] > 0),
+            "agent_seed": cfg.agents()[best_k]["seed"], "agents": [
+                {"seed": cfg.agents()[k]["seed"], "post_test": means[f"agent_{k}"],
+                 "minus_best": paired(pt[f"agent_{k}"], pt[best])} for k in agents],
+            "mean_over_seeds_minus_best": paired(pt["agents_mean"], pt[best]),
             "upper_bound_post_test": means.get("upper_bound"),
             "upper_bound_minus_agent": paired(pt["upper_bound"], pt["agent"]) if "upper_bound" in pt else None,
             "post_test": means,

@@ -143,6 +143,23 @@ def test_imitation_reproduces_the_teachers_choices_before_fine_tuning(recurrent)
     assert untrained < 0.8, untrained  # the agreement comes from cloning, not from the task
 
 
+def test_a_seed_trained_beside_others_is_the_seed_trained_alone_with_imitation():
+    """The clone's Adam steps amplify last-bit differences between programs compiled for
+    different agent counts, so the clones are fitted one agent at a time: seed 1 of a
+    two-seed run is, bitwise, seed 1 trained alone (``agent:RUN#best`` picks a real agent)."""
+    from pedagogym.agents.ppo import AgentBatch, PPOTrainer
+
+    cfg = {**TINY, "imitate_steps": 60}
+    params = []
+    for seeds, k in (([0, 1], 1), ([1], 0)):
+        batch = AgentBatch(PPOTrainer(train_config_from_dict({**cfg, "seeds": seeds})))
+        rs, _ = batch.run(batch.initial_state(), 1)
+        params.append([np.asarray(x)[k] for x in jax.tree.leaves((rs.params, rs.obs_norm))])
+    assert len(params[0]) == len(params[1]) > 0
+    for x, y in zip(*params):
+        assert np.array_equal(x, y)
+
+
 def test_shaping_is_potential_based_and_ppo_runs_with_it():
     from pedagogym.agents.ppo import PPOTrainer
 

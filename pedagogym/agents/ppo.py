@@ -160,14 +160,25 @@ class PPOTrainer:
                                                cfg.imitate_batch, cfg.normalize_obs)
         return params, norm, losses, data
 
-    def init(self, key: Array, hparams: HParams | None = None) -> RunnerState:
+    def warm_params(self, key: Array, hparams: HParams | None = None) -> tuple[Any, ObsNorm]:
+        """(params, obs statistics) that agent ``key`` starts PPO from with a teacher: the
+        behaviour clone (:meth:`warm_start`)."""
+        hparams = self.default_hparams() if hparams is None else hparams
+        params, obs_norm, _, _ = self.warm_start(jax.random.fold_in(jax.random.split(key, 3)[0], 1), hparams.gamma)
+        return params, obs_norm
+
+    def init(self, key: Array, hparams: HParams | None = None, warm: tuple[Any, ObsNorm] | None = None) -> RunnerState:
+        """Agent ``key``'s runner state before its first update. With a teacher, PPO starts
+        from ``warm`` (``warm_params(key, hparams)``, computed by the caller) or, without it,
+        from the clone computed here."""
         cfg = self.config
         hparams = self.default_hparams() if hparams is None else hparams
+        agent_key = key
         k_net, k_env, key = jax.random.split(key, 3)
         params = self.spec.init_params(k_net)
         obs_norm = ObsNorm.initial(self.spec.obs_size)
         if cfg.teacher is not None:
-            params, obs_norm, _, _ = self.warm_start(jax.random.fold_in(k_net, 1), hparams.gamma)
+            params, obs_norm = warm if warm is not None else self.warm_params(agent_key, hparams)
         obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(jax.random.split(k_env, cfg.num_envs), self.env_params)
         mask = jax.vmap(self.env.action_mask, in_axes=(0, None))(env_state, self.env_params)
         carry = self.spec.initial_carry(cfg.num_envs) if self.spec.recurrent else jnp.zeros((cfg.num_envs, 1), jnp.float32)
@@ -368,13 +379,25 @@ class AgentBatch:
                                       self.devices if devices is not None or n_dev > 1 else None)
 
         self._over_agents = over_agents
-        self.init = over_agents(trainer.init, 2)
+        self.init = over_agents(lambda key, hparams: trainer.init(key, hparams), 2)
+        self._init_warm = over_agents(trainer.init, 3)
+        self._warm_one = jax.jit(trainer.warm_params)
         self._chunks: dict[int, Any] = {}
         eval_one = lambda params, norm, keys: trainer.evaluate(params, norm, keys)  # noqa: E731
         self._eval = over_agents(eval_one, 3)
 
     def initial_state(self) -> RunnerState:
-        return self.init(self.trainer.agent_keys(), self.trainer.agent_hparams())
+        """Every agent's state before its first update. The behaviour clones of a teacher are
+        fitted one agent at a time by one compiled single-agent function, outside the agent
+        axis: the clone's thousands of Adam steps amplify the last-bit differences between
+        programs compiled for different agent counts (measured: the loss curves part at step
+        4), so without this an agent trained beside others would not be the agent its seed
+        trains alone."""
+        keys, hparams = self.trainer.agent_keys(), self.trainer.agent_hparams()
+        if self.trainer.config.teacher is None:
+            return self.init(keys, hparams)
+        warm = [self._warm_one(keys[k], jax.tree.map(lambda a: a[k], hparams)) for k in range(self.n_agents)]
+        return self._init_warm(keys, hparams, jax.tree.map(lambda *a: jnp.stack(a), *warm))
 
     def run(self, rs: RunnerState, n_updates: int) -> tuple[RunnerState, UpdateMetrics]:
         if n_updates not in self._chunks:
