@@ -34,7 +34,8 @@ import pytest
 
 from pedagogym.fitting import (FitError, LogError, apply_fitted_params, fit, from_frame, read_log, simulate_log,
                                synthetic_curriculum)
-from pedagogym.fitting.fit import make_groups, sessions_per_week
+from pedagogym.fitting.engine import Spec
+from pedagogym.fitting.fit import ItemPrior, make_groups, sessions_per_week
 from pedagogym.fitting.metrics import auc, metrics
 from pedagogym.fitting.population_file import FittedParamsError, dumps_toml
 from pedagogym.student_models.bkt import BKT, BKTParams
@@ -353,10 +354,42 @@ def test_irt1pl_recovery():
     np.testing.assert_allclose(res.skill_params["fail_growth"], 0.03, atol=0.04)
     assert res.subgroups[0].traits["prior"][1] == pytest.approx(1.0, abs=0.15)
     assert not any("only right or only wrong" in n for n in res.notes)  # ~2,500 responses an item
-    # one item answered only right: its difficulty has no finite ML estimate, and the report says so
+    # the difficulty prior's width, estimated from the log (empirical Bayes), is the items' spread
+    prior = ItemPrior.estimate(log, np.asarray([int(np.flatnonzero(r)[0]) for r in log.q_matrix]),
+                               Spec(item_difficulty=True))
+    centred = rel_true - np.asarray([rel_true[np.asarray(skill_of_item) == s].mean() for s in skill_of_item])
+    assert prior.difficulty_sd == pytest.approx(centred.std(), abs=0.1)
+    assert any(n.startswith("item parameters by maximum a posteriori") for n in res.notes)
+    # one item answered only right: no finite ML difficulty; the prior keeps it finite, the fit
+    # converges (without a prior it drifts until max_iter), and the report names such items
     df.loc[df.item_id == curriculum.item_ids[0], "correct"] = 1
-    one_sided = fit(from_frame(df, salt="t"), "irt1pl", holdout=0.0, estimate_traits=False, max_iter=5)
+    one_sided = fit(from_frame(df, salt="t"), "irt1pl", holdout=0.0, estimate_traits=False)
+    assert one_sided.converged["parameters"] and one_sided.iterations["parameters"] < 200
+    b0 = one_sided.item_params["difficulty"][list(one_sided.item_ids).index(curriculum.item_ids[0])]
+    assert np.isfinite(b0) and b0 < np.min(np.delete(one_sided.item_params["difficulty"],
+                                                      list(one_sided.item_ids).index(curriculum.item_ids[0])))
     assert any(n.startswith("1 of 20 items (5%) were answered only right or only wrong") for n in one_sided.notes)
+
+
+def test_item_prior_floors_at_no_item_effect_and_is_moot_with_one_item_per_skill():
+    """Items that differ only by chance get a narrow prior (difficulties shrunk to their skill's);
+    with one item per skill the width is not estimable and irrelevant (centred difficulty 0)."""
+    rng = np.random.default_rng(3)
+    L, S, K, n = 300, 3, 6, 40
+    item = rng.integers(0, S * K, (L, n))
+    ability = rng.normal(0, 1, L)[:, None]
+    correct = rng.random((L, n)) < 1 / (1 + np.exp(-(0.5 + ability)))
+    df = pd.DataFrame({"learner_id": np.repeat([f"u{i}" for i in range(L)], n), "item_id": [f"i{k}" for k in item.ravel()],
+                       "skill_id": [f"s{k // K}" for k in item.ravel()], "correct": correct.ravel().astype(int),
+                       "timestamp": np.tile(np.arange(n) * 60.0, L)})
+    log = from_frame(df, salt="t")
+    primary = np.asarray([int(np.flatnonzero(r)[0]) for r in log.q_matrix])
+    assert ItemPrior.estimate(log, primary, Spec(item_difficulty=True)).difficulty_sd < 0.2
+    one = df.assign(item_id=df.skill_id)
+    log1 = from_frame(one, salt="t")
+    prior1 = ItemPrior.estimate(log1, np.asarray([int(np.flatnonzero(r)[0]) for r in log1.q_matrix]),
+                                Spec(item_difficulty=True, item_discrimination=True))
+    assert prior1.difficulty_sd == 1.0 and prior1.log_discrimination_sd == ItemPrior.LOG_A_SD
 
 
 def test_hlr_recovery():

@@ -397,17 +397,25 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
         zj, lwj = (jnp.asarray(a) for a in engine.quadrature(len(jt), nodes or spec.quadrature[len(jt)]))
         x0 = {"theta": theta, "log_sd": jnp.zeros((1, len(jt)), jnp.float32)}
 
-        def loss1(x, batches):
-            return engine.marginal_nll(problem, x["theta"], jt, jnp.zeros((1, len(jt))), x["log_sd"], zj, lwj, batches)
+        prior = ItemPrior.estimate(train_log, primary, spec) if spec.item_difficulty else None
+        if prior is not None:
+            notes.append(prior.note())
 
-        res = engine.minimize(loss1, x0, (train_batches,), max_iter=max_iter, scale=_data_scale(problem, x0, train_log))
+        def loss1(x, batches):
+            nll = engine.marginal_nll(problem, x["theta"], jt, jnp.zeros((1, len(jt))), x["log_sd"], zj, lwj, batches)
+            return nll if prior is None else nll + prior.penalty(x["theta"])
+
+        res = engine.minimize(loss1, x0, (train_batches,), max_iter=max_iter,
+                              scale=_data_scale(problem, x0, train_log, prior))
         if not np.isfinite(res.value):
             raise FitError(f"{fitter.name}: the likelihood is not finite at the starting parameters; nothing was fitted")
         theta = res.x["theta"]
+        if prior is not None:  # the reported training NLL is the likelihood's, without the prior
+            res.value -= float(prior.penalty(theta))
         iterations["parameters"], converged["parameters"] = res.iterations, res.converged
         failed, theta = _unfitted_skills(problem, theta, train_log)
         if spec.item_difficulty:
-            notes += _unbounded_items(train_log, res.converged)
+            notes += _one_sided_items(train_log)
         skill_converged = {s: res.converged for s in log.skill_ids if s not in failed}
     if len(failed) == log.n_skills:
         raise FitError(f"{fitter.name}: no skill could be fitted: "
@@ -573,12 +581,11 @@ def _check_int(name: str, value, low: int) -> None:
         raise FitError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
-def _data_scale(problem, x0: dict, train_log: Log) -> dict:
+def _data_scale(problem, x0: dict, train_log: Log, prior: "ItemPrior | None" = None) -> dict:
     """The optimiser's diagonal preconditioner: per free parameter, the share of training
     responses that inform it. A per-skill field: the responses exercising the skill (floored
-    at one); anything else 1 (all responses). Item parameters are left at 1 too: an item
-    answered only right (or only wrong) has no finite maximum-likelihood difficulty, and
-    rescaling would only speed its drift."""
+    at one); anything else 1 (all responses). An item parameter: its responses plus the
+    prior's weight (:class:`ItemPrior`, in responses: ``1 / sd**2``)."""
     N = max(train_log.n_interactions, 1)
     per_skill = train_log.q_matrix[train_log.item].sum(0) if train_log.n_interactions else np.zeros(train_log.n_skills)
     share = lambda c: jnp.asarray(np.maximum(c, 1.0) / N, jnp.float32)  # noqa: E731
@@ -587,17 +594,97 @@ def _data_scale(problem, x0: dict, train_log: Log) -> dict:
         v = x0["theta"]["fields"][f.name]
         fields[f.name] = share(per_skill) if f.indices is None and v.shape == (train_log.n_skills,) else jnp.ones_like(v)
     theta = {**x0["theta"], "fields": fields}
-    for key in ("item_b", "item_log_a"):  # not rescaled: a sparse item's estimate may have no finite optimum
+    per_item = np.bincount(train_log.item, minlength=train_log.n_items).astype(np.float64)
+    for key, sd in (("item_b", None if prior is None else prior.difficulty_sd),
+                    ("item_log_a", None if prior is None else prior.log_discrimination_sd)):
         if key in theta:
-            theta[key] = jnp.ones_like(theta[key])
+            theta[key] = jnp.ones_like(theta[key]) if sd is None else share(per_item + 1.0 / sd ** 2)
     return {"theta": theta, "log_sd": jnp.ones_like(x0["log_sd"])}
 
 
-def _unbounded_items(train_log: Log, converged: bool) -> list[str]:
+@dataclass(frozen=True)
+class ItemPrior:
+    """Normal priors on IRT's per-item parameters (maximum a posteriori, "Bayes modal"
+    estimation: Mislevy 1986): the difficulty centred within its skill ~ N(0, difficulty_sd²)
+    and, for the 2PL, log discrimination ~ N(0, 0.5²).
+
+    Without a prior an item answered only right (or only wrong) has no finite maximum-likelihood
+    difficulty (it drifts for as long as the optimiser runs), and on sparse logs a quarter of
+    the items are such. The difficulty prior's width is estimated from the log (empirical
+    Bayes, method of moments as DerSimonian & Laird 1986 do for between-study variance): each
+    item's empirical logit ``log((r + 0.5) / (n - r + 0.5))``, centred within its skill, has
+    variance about ``sd² + v`` with ``v = 1/(r + 0.5) + 1/(n - r + 0.5)`` its sampling
+    variance, so ``sd² = mean of squared centred logits (per degree of freedom) - mean v``.
+    These logits average over learners of different ability, which shrinks them towards 0
+    (by about ``1 / sqrt(1 + pi sd_ability² / 8)``, the logistic-normal approximation), so the
+    width is scaled back by that factor, with ``sd_ability`` estimated the same way from the
+    learners' empirical logits. Floored at ``MIN_SD`` (items without an effect of their own)
+    and capped at ``MAX_SD``."""
+
+    difficulty_sd: float
+    log_discrimination_sd: float | None  # None: 1PL (no discriminations)
+    n_items: int  # items with training responses
+    n_train: int  # training responses (the loss is a mean per response)
+
+    MIN_SD = 0.1
+    MAX_SD = 5.0
+    LOG_A_SD = 0.5
+
+    @classmethod
+    def estimate(cls, train_log: Log, primary_skill: np.ndarray, spec: Spec) -> "ItemPrior":
+        y = train_log.correct.astype(np.float64)
+        used = np.bincount(train_log.item, minlength=train_log.n_items) > 0
+        item_sd = _between_sd(train_log.item, y, np.asarray(primary_skill), train_log.n_items)
+        ability_sd = _between_sd(np.asarray(train_log.learner), y, np.zeros(train_log.n_learners, np.int64),
+                                 train_log.n_learners)
+        if item_sd is None:  # one item per skill: every centred difficulty is 0, the prior is moot
+            sd = 1.0
+        else:
+            sd = float(np.clip(item_sd * np.sqrt(1.0 + np.pi * (ability_sd or 0.0) ** 2 / 8.0), cls.MIN_SD, cls.MAX_SD))
+        return cls(sd, cls.LOG_A_SD if spec.item_discrimination else None, int(used.sum()),
+                   max(int(train_log.n_interactions), 1))
+
+    def penalty(self, theta: dict) -> jax.Array:
+        """The negative log prior (up to a constant), per training response: added to the
+        mean negative log-likelihood. On the free item parameters; the difficulties' mean
+        within a skill is not identified (the model centres it), the prior pins it at 0."""
+        out = 0.5 * jnp.sum(jnp.square(theta["item_b"])) / self.difficulty_sd ** 2
+        if self.log_discrimination_sd is not None and "item_log_a" in theta:
+            out = out + 0.5 * jnp.sum(jnp.square(theta["item_log_a"])) / self.log_discrimination_sd ** 2
+        return out / self.n_train
+
+    def note(self) -> str:
+        a = ("" if self.log_discrimination_sd is None else
+             f" and log discrimination ~ N(0, {self.log_discrimination_sd:g}^2)")
+        floor = " (at its floor: the items show no effect of their own)" if self.difficulty_sd <= self.MIN_SD else ""
+        return (f"item parameters by maximum a posteriori: difficulty (centred within its skill) ~ N(0, "
+                f"{self.difficulty_sd:.3f}^2), the width estimated from the log's {self.n_items} items (empirical "
+                f"Bayes, method of moments){floor}{a}")
+
+
+def _between_sd(unit: np.ndarray, y: np.ndarray, block_of_unit: np.ndarray, n_units: int) -> float | None:
+    """Method-of-moments sd of the units' (items', learners') true logits within their blocks
+    (skills; one block for learners), from the responses ``y`` of each ``unit``: the
+    squared empirical logits centred within their block, per degree of freedom, less their
+    mean sampling variance (:class:`ItemPrior`). None without a degree of freedom."""
+    n = np.bincount(unit, minlength=n_units).astype(np.float64)
+    r = np.bincount(unit, weights=y, minlength=n_units)
+    used = n > 0
+    ell = np.log((r[used] + 0.5) / (n[used] - r[used] + 0.5))
+    v = 1.0 / (r[used] + 0.5) + 1.0 / (n[used] - r[used] + 0.5)
+    blk = block_of_unit[used]
+    k = np.bincount(blk, minlength=int(blk.max()) + 1 if len(blk) else 1)
+    dof = float(np.sum(np.maximum(k - 1, 0)))
+    if dof < 1:
+        return None
+    centred = ell - (np.bincount(blk, weights=ell, minlength=len(k)) / np.maximum(k, 1))[blk]
+    return float(np.sqrt(max(float(np.sum(centred ** 2) / dof - np.mean(v[k[blk] >= 2])), 0.0)))
+
+
+def _one_sided_items(train_log: Log) -> list[str]:
     """A note when items were answered only right (or only wrong) in training: their
-    difficulties have no finite maximum-likelihood estimate, so they move for as long as the
-    optimiser runs and the fit depends on ``max_iter`` (README, "IRT with per-item
-    difficulties on sparse items")."""
+    difficulties have no finite maximum-likelihood estimate; the prior (:class:`ItemPrior`)
+    is what keeps them finite, so they sit where it and the item's few responses put them."""
     n = np.bincount(train_log.item, minlength=train_log.n_items)
     right = np.bincount(train_log.item, weights=train_log.correct, minlength=train_log.n_items)
     used = n > 0
@@ -605,8 +692,8 @@ def _unbounded_items(train_log: Log, converged: bool) -> list[str]:
     if not one_sided:
         return []
     return [f"{one_sided} of {int(used.sum())} items ({one_sided / used.sum():.0%}) were answered only right or only "
-            "wrong in training: their difficulties have no finite maximum-likelihood estimate and drift for as long as "
-            "the optimiser runs, so this fit depends on max_iter" + ("" if converged else " (it stopped at max_iter)")]
+            "wrong in training: their difficulties have no finite maximum-likelihood estimate and are set by the "
+            "prior with the item's few responses"]
 
 
 def _unfitted_skills(problem, theta: dict, train_log: Log) -> tuple[dict[str, str], dict]:
