@@ -4,7 +4,8 @@ Two stages, for every model:
 
 1. **Parameters.** BKT: EM (:mod:`pedagogym.fitting.bkt_em`). IRT: marginal maximum
    likelihood, the learner's ability shift integrated out with Gauss-Hermite quadrature
-   (item difficulties/discriminations, per-skill initial ability and growth). PFA: logistic
+   (item difficulties/discriminations, per-skill initial ability and growth); the item
+   parameters carry a prior whose width is estimated from the log (:class:`ItemPrior`). PFA: logistic
    regression by maximum likelihood. HLR, ACT-R, EFC, FSRS: maximum likelihood of the recall
    outcomes through the model's own equations (FSRS keeps its published default weights
    unless ``fsrs_weights="fit"``). Optimiser: L-BFGS (:func:`.engine.minimize`). See :mod:`.engine`.
@@ -124,8 +125,10 @@ _irt2 = _irt(2)
 FITTERS: dict[str, Fitter] = {
     "bkt": Fitter("bkt", _bkt_model, _bkt_spec, stage1="em", tracer=engine.BKTTracer,
                   method="EM (Baum-Welch), forward-backward batched in JAX over skills"),
-    "irt1pl": Fitter("irt1pl", *_irt1, method="marginal ML, Gauss-Hermite quadrature over ability (L-BFGS)"),
-    "irt2pl": Fitter("irt2pl", *_irt2, method="marginal ML, Gauss-Hermite quadrature over ability (L-BFGS)"),
+    "irt1pl": Fitter("irt1pl", *_irt1, method="marginal ML, Gauss-Hermite quadrature over ability; item parameters "
+                                               "by MAP with an empirical-Bayes prior (L-BFGS)"),
+    "irt2pl": Fitter("irt2pl", *_irt2, method="marginal ML, Gauss-Hermite quadrature over ability; item parameters "
+                                               "by MAP with an empirical-Bayes prior (L-BFGS)"),
     "pfa": Fitter("pfa", _pfa_model, lambda o: Spec(fields=(FreeField("beta"), FreeField("gamma"), FreeField("rho")),
                                                    traits=("prior", "speed")),
                   method="logistic regression, maximum likelihood (L-BFGS)"),
