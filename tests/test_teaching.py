@@ -151,9 +151,8 @@ def test_a_seed_trained_beside_others_is_the_seed_trained_alone_with_imitation()
 
     cfg = {**TINY, "imitate_steps": 60}
     params = []
-    for seeds, k in (([0, 1], 1), ([1], 0)):
-        batch = AgentBatch(PPOTrainer(train_config_from_dict({**cfg, "seeds": seeds})))
-        rs, _ = batch.run(batch.initial_state(), 1)
+    for seeds, k in (([0, 1], 1), ([1], 0)):  # PPO's updates over the agent axis: tests/test_ray_backend.py
+        rs = AgentBatch(PPOTrainer(train_config_from_dict({**cfg, "seeds": seeds}))).initial_state()
         params.append([np.asarray(x)[k] for x in jax.tree.leaves((rs.params, rs.obs_norm))])
     assert len(params[0]) == len(params[1]) > 0
     for x, y in zip(*params):
