@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-upper-bound", action="store_true", help="do not evaluate the (slow) privileged upper_bound")
     args = ap.parse_args(argv)
 
-    from pedagogym.agents import load_policy, load_train_config, train
+    from pedagogym.agents import _best_index, load_policy, load_train_config, train
     from pedagogym.agents.networks import ObsNorm
     from pedagogym.agents.policy import TrainedPolicy
     from pedagogym.agents.ppo import PPOTrainer
@@ -73,8 +73,6 @@ def main(argv=None) -> int:
         train(cfg, out, progress=False)
         manifest = json.loads((out / "manifest.json").read_text())
         train_s = float(manifest.get("wall_time_s", time.perf_counter() - t0))
-        from pedagogym.agents import _best_index
-
         best_k = _best_index(manifest, out)
         agents = {k: load_policy(f"agent:{out}#{k}") for k in range(cfg.n_agents)}
         agent = agents[best_k]
@@ -83,8 +81,8 @@ def main(argv=None) -> int:
         # the cloned policy before any PPO update (the same warm start the run began from)
         trainer = PPOTrainer(cfg, built)
         t_bc = time.perf_counter()
-        bc_params, bc_norm, _, _ = jax.block_until_ready(jax.jit(trainer.warm_start)(jax.random.fold_in(
-            jax.random.split(jax.random.PRNGKey(cfg.agents()[best_k]["seed"]), 3)[0], 1), jax.numpy.float32(cfg.gamma)))
+        bc_params, bc_norm = jax.block_until_ready(jax.jit(trainer.warm_params)(
+            trainer.agent_keys()[best_k], jax.tree.map(lambda a: a[best_k], trainer.agent_hparams())))
         bc_s = time.perf_counter() - t_bc
         bc = TrainedPolicy(trainer.spec, jax.device_get(bc_params),
                            ObsNorm(*jax.device_get(bc_norm)) if cfg.normalize_obs else None, tag=f"bc:{sim}")
