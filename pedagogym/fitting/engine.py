@@ -286,6 +286,56 @@ class FSRSRatingTracer(ModelTracer):
         return p, new
 
 
+class CountTracer(ModelTracer):
+    """A model whose state, observed through its own ``learn`` with a full gate, is a closed
+    function of the sequence's history: how many responses before this one were right and
+    wrong, and when the last was. :func:`trace` then computes every row's state directly
+    (elementwise over all rows and quadrature nodes) instead of scanning the sequence: the
+    same predictions (up to float32 rounding of the running sums) at a fraction of the cost.
+    ``history_state(params, fresh, slot, n_right, n_wrong, t_last)`` returns the traced
+    skill's state before the row (``fresh``: its initial state; ``params``: the item's local
+    parameters, traits applied; ``t_last``: the previous response's time, 0 for the first).
+    ``tests/test_fitting_engine.py`` checks each closed form against the scan."""
+
+    def history_state(self, params, fresh, slot, n_right, n_wrong, t_last):
+        raise NotImplementedError
+
+
+class IRTTracer(CountTracer):
+    """Learning IRT: ``theta = theta0 + growth * right + fail_growth * wrong`` (additive factors)."""
+
+    def history_state(self, params, fresh, slot, n_right, n_wrong, t_last):
+        return fresh._replace(theta=fresh.theta + _pick(params.growth, slot) * n_right
+                              + _pick(params.fail_growth, slot) * n_wrong)
+
+
+class PFATracer(CountTracer):
+    """PFA: the state is the counts of prior successes and failures."""
+
+    def history_state(self, params, fresh, slot, n_right, n_wrong, t_last):
+        return fresh._replace(successes=fresh.successes + n_right, failures=fresh.failures + n_wrong)
+
+
+class HLRTracer(CountTracer):
+    """HLR: counts scaled by ``gain``; a full review sets the last review to its own time."""
+
+    def history_state(self, params, fresh, slot, n_right, n_wrong, t_last):
+        gain = _pick(params.gain, slot)
+        seen = (n_right + n_wrong) > 0
+        return fresh._replace(n_right=fresh.n_right + gain * n_right, n_wrong=fresh.n_wrong + gain * n_wrong,
+                              last_review=jnp.where(seen, t_last, fresh.last_review))
+
+
+class EFCTracer(CountTracer):
+    """EFC: strength is ``gain`` times the reviews so far; a full review sets the last review
+    to its own time."""
+
+    def history_state(self, params, fresh, slot, n_right, n_wrong, t_last):
+        n = n_right + n_wrong
+        return fresh._replace(strength=fresh.strength + _pick(params.gain, slot) * n,
+                              last_review=jnp.where(n > 0, t_last, fresh.last_review))
+
+
 # ---- parameter specs ------------------------------------------------------------------
 TRANSFORMS = {
     "id": (lambda x: x, lambda y: y),
@@ -439,6 +489,21 @@ def _pick(a: jax.Array, slot: jax.Array) -> jax.Array:
     return out[None]
 
 
+def sequence_history(pack: Pack) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Per row [T, B] of ``pack``: the responses before it in its (learner, skill) sequence
+    that were right and wrong (float32 counts), and the previous response's time (0 for a
+    sequence's first row)."""
+    start = pack.start
+
+    def before(x):  # exclusive running sum, restarted at each sequence start
+        c = jnp.cumsum(x, axis=0) - x  # non-decreasing down a lane (x >= 0): cummax finds the last start's
+        return c - jax.lax.cummax(jnp.where(start, c, 0.0), axis=0)
+
+    y = pack.correct
+    prev_t = jnp.concatenate([pack.t[:1], pack.t[:-1]], axis=0)
+    return before(y), before(1.0 - y), jnp.where(start, 0.0, prev_t)
+
+
 def trace(problem: Problem, params, curr, trait_names: tuple[str, ...], mu: jax.Array, sd: jax.Array,
           z: jax.Array, pack: Pack) -> tuple[jax.Array, jax.Array]:
     """Per response and quadrature node: (log P(response) float32[N, Q], P(correct)
@@ -489,13 +554,33 @@ def trace(problem: Problem, params, curr, trait_names: tuple[str, ...], mu: jax.
         new, p, before = jax.vmap(row)(state, *x)
         return new, ((p, jax.tree.map(lambda a: a[lanes], before)) if M else (p, None))
 
-    leaves0, lcurr0 = gather(jnp.zeros((), jnp.int32))
-    one = jax.eval_shape(lambda: jax.tree.map(lambda a: a[:1], tracer.init(assemble(leaves0), lcurr0)))
-    state0 = jax.tree.map(lambda s: jnp.zeros((B, z.shape[0]) + s.shape, s.dtype), one)
+    def closed(leaves, lcurr, y, r, t, slot, g, n_right, n_wrong, t_last):  # one row, every node, no scan
+        lparams = assemble(leaves)
+
+        def node(zq):
+            pl = with_traits(lparams, g, zq)
+            fresh = jax.tree.map(lambda a: _pick(a, slot), tracer.init(pl, lcurr))
+            state = tracer.history_state(pl, fresh, slot, n_right, n_wrong, t_last)
+            wide = jax.tree.map(lambda a: jnp.broadcast_to(a, (K,) + a.shape[1:]), state)
+            p, _ = tracer.step(pl, wide, lcurr, 0, y, r, t)
+            return jnp.clip(p, P_CLIP, 1.0 - P_CLIP), state
+
+        return jax.vmap(node)(z)
+
     leaves, lcurr = gather(pack.item)  # [T, B, K, ...]
-    xs = (leaves, lcurr, pack.correct, pack.rating, pack.t, pack.slot, pack.start, group[pack.row_learner],
-          pack.multi_lanes)
-    _, (p_rows, before) = jax.lax.scan(body, state0, xs)  # p_rows [T, B, Q]; before [T, J, Q, 1, ...]
+    if isinstance(tracer, CountTracer):
+        n_right, n_wrong, t_last = sequence_history(pack)
+        rows = jax.vmap(jax.vmap(closed))
+        p_rows, states = rows(leaves, lcurr, pack.correct, pack.rating, pack.t, pack.slot, group[pack.row_learner],
+                              n_right, n_wrong, t_last)
+        before = jax.tree.map(lambda a: a[jnp.arange(T)[:, None], pack.multi_lanes], states) if M else None
+    else:
+        leaves0, lcurr0 = gather(jnp.zeros((), jnp.int32))
+        one = jax.eval_shape(lambda: jax.tree.map(lambda a: a[:1], tracer.init(assemble(leaves0), lcurr0)))
+        state0 = jax.tree.map(lambda s: jnp.zeros((B, z.shape[0]) + s.shape, s.dtype), one)
+        xs = (leaves, lcurr, pack.correct, pack.rating, pack.t, pack.slot, pack.start, group[pack.row_learner],
+              pack.multi_lanes)
+        _, (p_rows, before) = jax.lax.scan(body, state0, xs)  # p_rows [T, B, Q]; before [T, J, Q, 1, ...]
     p_all = p_rows.reshape(T * B, -1)
     if M:
         J = pack.multi_lanes.shape[1]

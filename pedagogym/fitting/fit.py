@@ -125,17 +125,18 @@ _irt2 = _irt(2)
 FITTERS: dict[str, Fitter] = {
     "bkt": Fitter("bkt", _bkt_model, _bkt_spec, stage1="em", tracer=engine.BKTTracer,
                   method="EM (Baum-Welch), forward-backward batched in JAX over skills"),
-    "irt1pl": Fitter("irt1pl", *_irt1, method="marginal ML, Gauss-Hermite quadrature over ability; item parameters "
+    "irt1pl": Fitter("irt1pl", *_irt1, tracer=engine.IRTTracer, method="marginal ML, Gauss-Hermite quadrature over ability; item parameters "
                                                "by MAP with an empirical-Bayes prior (L-BFGS)"),
-    "irt2pl": Fitter("irt2pl", *_irt2, method="marginal ML, Gauss-Hermite quadrature over ability; item parameters "
+    "irt2pl": Fitter("irt2pl", *_irt2, tracer=engine.IRTTracer, method="marginal ML, Gauss-Hermite quadrature over ability; item parameters "
                                                "by MAP with an empirical-Bayes prior (L-BFGS)"),
     "pfa": Fitter("pfa", _pfa_model, lambda o: Spec(fields=(FreeField("beta"), FreeField("gamma"), FreeField("rho")),
-                                                   traits=("prior", "speed")),
+                                                   traits=("prior", "speed")), tracer=engine.PFATracer,
                   method="logistic regression, maximum likelihood (L-BFGS)"),
     "hlr": Fitter("hlr", *_memory("hlr", "HLR", (FreeField("w_bias"), FreeField("w_right"), FreeField("w_wrong"),
-                                                  FreeField("p_unseen", "logit"))),
+                                                  FreeField("p_unseen", "logit"))), tracer=engine.HLRTracer,
                   method="maximum likelihood on recall outcomes (L-BFGS)", uses_time=True),
     "efc": Fitter("efc", *_memory("efc", "EFC", (FreeField("theta", "log"), FreeField("p_unseen", "logit"))),
+                  tracer=engine.EFCTracer,
                   method="maximum likelihood on recall outcomes (L-BFGS)", uses_time=True),
     "actr": Fitter("actr", *_memory("actr", "ACTR", (FreeField("a", "log"), FreeField("tau"), FreeField("s", "log"),
                                                      FreeField("p_unseen", "logit"))),
