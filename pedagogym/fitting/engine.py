@@ -675,7 +675,7 @@ class OptResult:
     history: list = field(default_factory=list)  # the objective after each iteration
 
 
-def minimize(fun, x0, args: tuple, max_iter: int = 200, tol: float = 1e-7, scale=None, memory: int = 10,
+def minimize(fun, x0, args: tuple, max_iter: int = 200, tol: float = 1e-7, scale=None, memory: int = 30,
              max_backtracks: int = 10, max_step: float = 2.0) -> OptResult:
     """L-BFGS with a backtracking (Armijo) line search on ``fun(x, *args)``.
 
@@ -692,7 +692,11 @@ def minimize(fun, x0, args: tuple, max_iter: int = 200, tol: float = 1e-7, scale
     of data. Each trial step moves no parameter by more than ``max_step`` (on its
     unconstrained scale, e.g. 2 on a logit), so a long quasi-Newton step cannot jump into a
     flat region (a clipped parameter) that it would never leave. A non-finite objective at
-    ``x0`` stops at once (``value`` is then not finite)."""
+    ``x0`` stops at once (``value`` is then not finite). ``memory``: the (s, y) pairs kept;
+    30 rather than the usual 10 (scipy's ``maxcor``) because IRT's thousands of item parameters
+    converge in a quarter fewer evaluations with it (100,000 responses: 202 instead of 270 for
+    irt1pl, 181 instead of 247 for irt2pl at 60; ACT-R 239 instead of 264), and the host-side
+    update stays cheap."""
     from jax.flatten_util import ravel_pytree
 
     flat0, unravel = ravel_pytree(x0)
