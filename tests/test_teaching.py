@@ -93,9 +93,14 @@ def test_planned_gain_discounts_skills_whose_prerequisites_are_unknown():
     params = built.params._replace(observer=ob)
     h = History.initial(curr, ob)._replace(belief=b)
     pv = PolicyView(history=h, action_mask=jnp.ones(6, bool), obs=jnp.zeros(1))
-    on_obs = BeliefPlanner(belief_source="observer")
+    on_obs = BeliefPlanner(belief_source="observer", unlock=0.0)
     a, _ = on_obs.act(jax.random.PRNGKey(0), on_obs.init(params), pv, params, built.env)
     assert int(a) in (2, 3)  # skill b: its prerequisite is believed known
+    # the unlock rule: b's prerequisite at 0.9 is not mastered at 0.95, so only skill a is searched
+    strict = BeliefPlanner(belief_source="observer", unlock=0.95)
+    assert int(strict.act(jax.random.PRNGKey(0), strict.init(params), pv, params, built.env)[0]) in (0, 1)
+    loose = BeliefPlanner(belief_source="observer", unlock=0.85)
+    assert int(loose.act(jax.random.PRNGKey(0), loose.init(params), pv, params, built.env)[0]) in (2, 3)
     # the default plans on its own belief: the prior, filtered through the logged responses
     planner = POLICIES.get("belief_planner")
     a, ps = planner.act(jax.random.PRNGKey(0), planner.init(params), pv._replace(history=History.initial(curr, ob)),
@@ -111,7 +116,8 @@ def test_planned_gain_discounts_skills_whose_prerequisites_are_unknown():
 
 
 @pytest.mark.parametrize("kw, match", [({"depth": 3}, "depth"), ({"candidates": 0}, "candidates"),
-                                       ({"floor": 1.5}, "floor"), ({"belief_source": "oracle"}, "belief_source")])
+                                       ({"floor": 1.5}, "floor"), ({"belief_source": "oracle"}, "belief_source"),
+                                       ({"unlock": 1.5}, "unlock")])
 def test_belief_planner_rejects_bad_settings(kw, match):
     from pedagogym.policies.planning import BeliefPlanner
 

@@ -65,6 +65,13 @@ def planned_gain(belief: Array, observer: ObserverParams, curr: CurriculumArrays
     return kind_gate * (q @ per_skill) - q @ (belief * observer.p_forget)
 
 
+def unlocked_items(belief: Array, curr: CurriculumArrays, threshold: float) -> Array:
+    """bool[I] the items each of whose skills has every prerequisite at belief >= ``threshold``
+    (the mastery policy's unlock rule, Corbett & Anderson 1995, applied to items)."""
+    ready = jnp.all((curr.prereq <= 0) | (belief >= threshold)[None, :], axis=1)  # [S]
+    return jnp.all((curr.q_matrix <= 0) | ready[None, :], axis=1)
+
+
 def p_item_correct(belief: Array, item: Array, observer: ObserverParams, curr: CurriculumArrays) -> Array:
     """float32[] the planner's predicted P(correct): the mean BKT prediction over the item's skills."""
     w = (curr.q_matrix[item] > 0).astype(jnp.float32)
@@ -88,12 +95,23 @@ class BeliefPlanner(Policy):
 
     ``floor``: the planner's assumed learning multiplier of a skill whose prerequisites are
     all unknown (the structure a platform knows from its DAG; the number is an assumption).
+
+    ``unlock``: the search considers only items each of whose skills has every prerequisite at
+    belief >= ``unlock`` (mastery's unlock rule), or every valid item when none qualifies;
+    ``unlock = 0`` searches every valid item. Without it (0) the planner chose multi-skill
+    items for 92% of its steps on maths/BKT, moving on to dependants at prerequisite beliefs
+    around 0.5, and scored 0.530 against ``mastery``'s 0.581 (2,000 learners, seed 2024); with
+    0.95 it scores 0.587 against 0.581 on BKT (+0.006 [+0.0004, +0.012]; seed 2025: +0.011
+    [+0.005, +0.017]) and 0.539 against 0.490 on PFA (+0.049 [+0.046, +0.052]; 0.495 without;
+    seed 2025: +0.044 [+0.041, +0.046]). The planner's gated belief model sees a prerequisite's
+    value to its dependants only one step ahead; the rule supplies the rest.
     """
 
     name = "belief_planner"
     description = "expectimax lookahead on the knowledge-tracer belief with prerequisite gating (Rafferty et al. 2016)"
 
-    def __init__(self, depth: int = 2, candidates: int = 8, floor: float = 0.1, belief_source: str = "planner"):
+    def __init__(self, depth: int = 2, candidates: int = 8, floor: float = 0.1, belief_source: str = "planner",
+                 unlock: float = 0.95):
         if belief_source not in ("planner", "observer"):
             raise PedagogymError(f"belief_planner: belief_source must be 'planner' or 'observer', got {belief_source!r}")
         if depth not in (1, 2):
@@ -102,11 +120,14 @@ class BeliefPlanner(Policy):
             raise PedagogymError(f"belief_planner: candidates must be >= 1, got {candidates}")
         if not 0.0 <= floor <= 1.0:
             raise PedagogymError(f"belief_planner: floor must be in [0, 1], got {floor}")
+        if not 0.0 <= unlock <= 1.0:
+            raise PedagogymError(f"belief_planner: unlock must be in [0, 1], got {unlock}")
         self.depth, self.candidates, self.floor = int(depth), int(candidates), float(floor)
         self.belief_source = belief_source
+        self.unlock = float(unlock)
 
     def _static_key(self) -> tuple:
-        return (self.depth, self.candidates, self.floor, self.belief_source)
+        return (self.depth, self.candidates, self.floor, self.belief_source, self.unlock)
 
     def init(self, params) -> PlannerState:
         return PlannerState(belief=jnp.asarray(params.observer.p_init, jnp.float32), n_seen=jnp.zeros((), jnp.float32))
@@ -123,6 +144,9 @@ class BeliefPlanner(Policy):
         depth 2, outside the candidates), from ``belief`` (default: the observation's)."""
         curr, ob, mask = params.curriculum, params.observer, view.action_mask
         b = view.history.belief if belief is None else belief
+        if self.unlock > 0.0:
+            ready = mask & unlocked_items(b, curr, self.unlock)
+            mask = jnp.where(jnp.any(ready), ready, mask)
         gain1 = jnp.where(mask, planned_gain(b, ob, curr, self.floor), -jnp.inf)
         if self.depth == 1:
             return gain1
