@@ -536,16 +536,22 @@ def trace(problem: Problem, params, curr, trait_names: tuple[str, ...], mu: jax.
             return lparams
         return model.apply_traits(lparams, _traits(mu[g] + sd[g] * zq, trait_names))
 
+    def fresh_state(pl, lcurr, slot):  # the traced skill's initial state [1, ...]
+        return jax.tree.map(lambda a: _pick(a, slot), tracer.init(pl, lcurr))
+
+    def step_from(pl, state, lcurr, y, r, t, slot):  # (clipped P(correct), the traced skill's next state)
+        wide = jax.tree.map(lambda a: jnp.broadcast_to(a, (K,) + a.shape[1:]), state)
+        p, new = tracer.step(pl, wide, lcurr, 0, y, r, t)
+        return jnp.clip(p, P_CLIP, 1.0 - P_CLIP), jax.tree.map(lambda a: _pick(a, slot), new)
+
     def row(state, leaves, lcurr, y, r, t, slot, start, g):  # state: one skill's, leaves [Q, 1, ...]
         lparams = assemble(leaves)
 
         def node(state, zq):
             pl = with_traits(lparams, g, zq)
-            fresh = jax.tree.map(lambda a: _pick(a, slot), tracer.init(pl, lcurr))
-            state = jax.tree.map(lambda a, b: jnp.where(start, a, b), fresh, state)
-            wide = jax.tree.map(lambda a: jnp.broadcast_to(a, (K,) + a.shape[1:]), state)
-            p, new = tracer.step(pl, wide, lcurr, 0, y, r, t)
-            return jax.tree.map(lambda a: _pick(a, slot), new), jnp.clip(p, P_CLIP, 1.0 - P_CLIP), state
+            state = jax.tree.map(lambda a, b: jnp.where(start, a, b), fresh_state(pl, lcurr, slot), state)
+            p, new = step_from(pl, state, lcurr, y, r, t, slot)
+            return new, p, state
 
         return jax.vmap(node)(state, z)
 
@@ -559,11 +565,8 @@ def trace(problem: Problem, params, curr, trait_names: tuple[str, ...], mu: jax.
 
         def node(zq):
             pl = with_traits(lparams, g, zq)
-            fresh = jax.tree.map(lambda a: _pick(a, slot), tracer.init(pl, lcurr))
-            state = tracer.history_state(pl, fresh, slot, n_right, n_wrong, t_last)
-            wide = jax.tree.map(lambda a: jnp.broadcast_to(a, (K,) + a.shape[1:]), state)
-            p, _ = tracer.step(pl, wide, lcurr, 0, y, r, t)
-            return jnp.clip(p, P_CLIP, 1.0 - P_CLIP), state
+            state = tracer.history_state(pl, fresh_state(pl, lcurr, slot), slot, n_right, n_wrong, t_last)
+            return step_from(pl, state, lcurr, y, r, t, slot)[0], state
 
         return jax.vmap(node)(z)
 

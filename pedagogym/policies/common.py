@@ -63,6 +63,12 @@ def update_at(new: Array, arr: Array, item: Array, value: Array) -> Array:
     return arr.at[item].set(jnp.where(new, value, arr[item]))
 
 
+def prerequisites_mastered(mastered: Array, curr: CurriculumArrays) -> Array:
+    """bool[S] the skills all of whose prerequisites are ``mastered`` (bool[S]): mastery's
+    unlock rule (Corbett & Anderson 1995)."""
+    return jnp.all((curr.prereq <= 0) | mastered[None, :], axis=1)
+
+
 def designer_rank(curr: CurriculumArrays) -> Array:
     """float32[I] position of each item in the designer's order (0 = first)."""
     n = curr.n_items

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from pedagogym.errors import PedagogymError
 from pedagogym.policies.base import Policy
-from pedagogym.policies.common import designer_rank, skill_rank
+from pedagogym.policies.common import designer_rank, prerequisites_mastered, skill_rank
 
 
 class MasteryThreshold(Policy):
@@ -37,7 +37,7 @@ class MasteryThreshold(Policy):
         curr = params.curriculum
         belief = view.history.belief
         mastered = belief >= self.threshold
-        prereq_ok = jnp.all((curr.prereq <= 0) | mastered[None, :], axis=1)
+        prereq_ok = prerequisites_mastered(mastered, curr)
         has_valid = jnp.any((curr.q_matrix > 0) & view.action_mask[:, None], axis=0)
         candidate = ~mastered & prereq_ok & has_valid
         big = curr.n_skills + 1

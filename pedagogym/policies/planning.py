@@ -24,7 +24,8 @@ from pedagogym.envs.observations import ObserverParams
 from pedagogym.policies.base import Policy
 from typing import NamedTuple
 
-from pedagogym.policies.common import designer_rank, last_response, lexicographic, observed_kind
+from pedagogym.policies.common import (designer_rank, last_response, lexicographic, observed_kind,
+                                      prerequisites_mastered)
 from pedagogym.student_models import bkt
 from pedagogym.student_models.learner import DEFAULT_KIND_GATE
 from pedagogym.curriculum.spec import ItemKind
@@ -68,7 +69,7 @@ def planned_gain(belief: Array, observer: ObserverParams, curr: CurriculumArrays
 def unlocked_items(belief: Array, curr: CurriculumArrays, threshold: float) -> Array:
     """bool[I] the items each of whose skills has every prerequisite at belief >= ``threshold``
     (the mastery policy's unlock rule, Corbett & Anderson 1995, applied to items)."""
-    ready = jnp.all((curr.prereq <= 0) | (belief >= threshold)[None, :], axis=1)  # [S]
+    ready = prerequisites_mastered(belief >= threshold, curr)  # [S]
     return jnp.all((curr.q_matrix <= 0) | ready[None, :], axis=1)
 
 
