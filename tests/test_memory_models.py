@@ -271,6 +271,26 @@ def test_actr_ring_buffer_keeps_the_last_k_presentations():
     assert sorted(np.asarray(state.times[0]).tolist()) == [2.0, 3.0, 4.0, 5.0]
 
 
+
+def test_actr_recall_and_learn_is_p_correct_then_learn():
+    """The fused call (one activation for both) gives exactly the two calls' numbers, for
+    multi-skill items, partial gates and a full ring buffer (buffer 4, 25 presentations)."""
+    model = ACTR(buffer=4)
+    params = model.sample_params(CURR, sample_traits(KEY, POPULATIONS.get("heterogeneous").arrays()))
+    rng = np.random.default_rng(3)
+    state, t = _history(model, params, model.init(KEY, params, CURR), 25, 3, random_gate=True)
+    fused = jax.jit(model.recall_and_learn)
+    apart = jax.jit(lambda params, state, curr, item, t, gate: (  # compiled alike: the same float rounding
+        model.p_correct(params, state, curr, item, t), model.learn(KEY, params, state, curr, item, True, t, gate)))
+    for _ in range(6):
+        item, t = int(rng.integers(I)), t + float(rng.choice([0.0, 0.01, 2.0]))
+        gate = jnp.asarray(rng.uniform(0, 1, S), jnp.float32)
+        p, new = fused(params, state, CURR, jnp.int32(item), jnp.float32(t), gate)
+        p2, new2 = apart(params, state, CURR, jnp.int32(item), jnp.float32(t), gate)
+        np.testing.assert_array_equal(np.asarray(p), np.asarray(p2))
+        chex.assert_trees_all_equal(new, new2)
+        state = new
+
 # ---- properties of every memory model ------------------------------------------------------
 @pytest.mark.parametrize("name", NAMES)
 def test_probabilities_in_unit_interval(name):

@@ -265,6 +265,9 @@ class ACTRTracer(ModelTracer):
         state = self.model.init(_KEY, params, curr)
         return state._replace(times=state.times.at[:, 0].set(-1e6), weights=state.weights.at[:, 0].set(1e-30))
 
+    def step(self, params, state, curr, item, correct, rating, t):  # one activation for both (half the cost)
+        return self.model.recall_and_learn(params, state, curr, item, t, jnp.ones((curr.n_skills,), jnp.float32))
+
 
 class FSRSRatingTracer(ModelTracer):
     """FSRS observed with the log's ratings (1-4) where given, else Good/Again from

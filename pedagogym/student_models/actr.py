@@ -192,7 +192,23 @@ class ACTR(StudentModel):
               item: Array, correct: Array, t: Array, gate: Array) -> ACTRState:
         t = jnp.asarray(t, jnp.float32)
         g = jnp.clip(gate * item_skills(curr, item), 0.0, 1.0)
-        d_new = decay_rate(self._activation(params, state, t), params.a, params.c)
+        return self._present(params, state, self._activation(params, state, t), g, t)
+
+    def recall_and_learn(self, params: ACTRParams, state: ACTRState, curr: CurriculumArrays, item: Array,
+                         t: Array, gate: Array) -> tuple[Array, ACTRState]:
+        """``(p_correct(...), learn(..., gate))`` at the same time ``t``, the activation
+        computed once (the two share it: the decay of a presentation is set by the activation
+        it is recalled at). The same numbers as the two calls, in about half the time: the
+        sum over the buffer is the model's whole cost (fitting's scan uses this)."""
+        t = jnp.asarray(t, jnp.float32)
+        m = self._activation(params, state, t)
+        skills = item_skills(curr, item)
+        p = skill_mean(self._recall(params, m, curr.difficulty[item]), skills)
+        return p, self._present(params, state, m, jnp.clip(gate * skills, 0.0, 1.0), t)
+
+    def _present(self, params: ACTRParams, state: ACTRState, m: Array, g: Array, t: Array) -> ACTRState:
+        """A presentation with weight ``g`` [S] at day ``t`` to chunks at activation ``m``."""
+        d_new = decay_rate(m, params.a, params.c)
         upd = g > 0
         slot = jax.nn.one_hot(state.count % self.buffer, self.buffer, dtype=jnp.bool_) & upd[:, None]
         return ACTRState(
