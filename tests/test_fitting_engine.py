@@ -5,7 +5,11 @@ IRT with growth, PFA, HLR and EFC keep a state that, under a full gate, is a fun
 many earlier responses of the (learner, skill) sequence were right and wrong and when the
 last one was; ``engine.trace`` computes it directly instead of scanning. Each closed form
 is checked here against the scan on a log with multi-skill items, several sequences per
-lane, traits at several quadrature nodes and random parameters."""
+lane, traits at several quadrature nodes and random parameters.
+
+Then the integrals over a learner's traits on long sequences, where the posterior is much
+narrower than the prior: held-out predictions (a fine fixed grid) and per-learner posterior
+means (adaptive quadrature), each against a brute-force integral on 2,001 nodes."""
 from __future__ import annotations
 
 import jax
@@ -74,3 +78,53 @@ def test_sequence_history_restarts_at_each_sequence():
     np.testing.assert_array_equal(right[:, 1], [0, 0, 0, 0, 1])
     np.testing.assert_array_equal(wrong[:, 1], [0, 1, 0, 1, 1])
     np.testing.assert_array_equal(last[:, 0], [0, 0, 2, 0, 6])
+
+
+@pytest.fixture(scope="module")
+def long_irt():
+    """20 IRT-1PL learners x 300 responses (ability sd 1, no growth), at the true parameters:
+    each learner's ability posterior has sd about 0.1, a tenth of the prior's."""
+    from pedagogym.fitting import simulate_log
+    from pedagogym.fitting.simulate import synthetic_curriculum
+    from pedagogym.student_models.irt import IRT
+    from pedagogym.student_models.population import Population, Subgroup
+
+    pop = Population("one", (Subgroup("all", prior=(0.0, 1.0), speed=(0.0, 0.0), memory=(0.0, 0.0)),))
+    model = IRT(n_pl=1)
+    curr = synthetic_curriculum(3, 4)
+    true = model.default_params(curr.arrays())._replace(growth=jnp.zeros(3), fail_growth=jnp.zeros(3))
+    log = from_frame(simulate_log(model, true, 20, 300, jax.random.PRNGKey(0), curriculum=curr, population=pop), salt="t")
+    c = log.curriculum().arrays()
+    fitter = fitter_for("irt1pl")
+    primary = np.asarray([int(np.flatnonzero(r)[0]) for r in log.q_matrix], np.int32)
+    problem = engine.Problem(model=model, tracer=fitter.tracer(model), spec=fitter.spec({}),
+                             base=model.default_params(c)._replace(growth=jnp.zeros(3), fail_growth=jnp.zeros(3)),
+                             curr=c, item_primary_skill=primary, item_seen=np.ones(log.n_items, bool))
+    pack = engine.pack_learners(log, np.zeros(log.n_learners, np.int32))
+    args = (problem.initial_theta(), ("prior",), jnp.zeros((1, 1)), jnp.zeros((1, 1)))
+    truth = tuple(jnp.asarray(a) for a in engine.uniform_grid(2001))  # nodes 0.006 apart
+    return problem, pack, args, truth
+
+
+def test_held_out_predictions_integrate_a_narrow_posterior(long_irt):
+    problem, pack, (theta, traits, mu, log_sd), truth = long_irt
+    predict = lambda rule: engine.predict(problem, theta, traits, mu, log_sd,  # noqa: E731
+                                          *(jnp.asarray(a) for a in rule), pack)[2]
+    exact = predict(truth)
+    default = predict(engine.prediction_rule(1, problem.spec.prediction_quadrature[1]))
+    assert np.max(np.abs(default - exact)) < 1e-4
+    # the former default, 15 Gauss-Hermite nodes 0.8 apart, missed it by up to 0.08
+    assert np.max(np.abs(predict(engine.quadrature(1, 15)) - exact)) > 0.02
+
+
+def test_per_learner_posterior_means_use_adaptive_quadrature(long_irt):
+    problem, pack, (theta, traits, mu, log_sd), (zt, lwt) = long_irt
+    ll = engine.learner_loglik(problem, theta, traits, mu, log_sd, zt, pack)
+    exact = np.asarray(jax.nn.softmax(ll + lwt[None, :], axis=1) @ zt)[:, 0]
+    z, logw = (jnp.asarray(a) for a in engine.quadrature(1, problem.spec.quadrature[1]))
+    _, est = engine.posterior_mean_traits(problem, theta, traits, mu, log_sd, z, logw, pack)
+    assert np.max(np.abs(est[:, 0] - exact)) < 1e-3
+    # the same 15 nodes, fixed: every learner's mean snapped towards a node (off by up to 0.3)
+    fixed = np.asarray(jax.nn.softmax(engine.learner_loglik(problem, theta, traits, mu, log_sd, z, pack)
+                                      + logw[None, :], axis=1) @ z)[:, 0]
+    assert np.max(np.abs(fixed - exact)) > 0.05

@@ -490,7 +490,8 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
     heldout_learner = np.zeros(0, np.int32)
     if test_log.n_learners:
         test_batches = _packed(log, test, g_pred, test_log)
-        who, step, p_test = engine.predict(problem, theta, traits, mu, log_sd, z, logw, test_batches)
+        zp, lwp = (jnp.asarray(a) for a in engine.prediction_rule(d, spec.prediction_quadrature[d]))
+        who, step, p_test = engine.predict(problem, theta, traits, mu, log_sd, zp, lwp, test_batches)
         starts = np.concatenate([[0], np.cumsum(test_log.learner_counts())[:-1]])
         y_test = test_log.correct[starts[who] + step].astype(np.float64)
         order = np.lexsort((step, who))  # learner, then time: the same order for every model
