@@ -68,11 +68,10 @@ def test_closed_form_state_matches_the_scan(name):
 
 def test_sequence_history_restarts_at_each_sequence():
     T = 5
-    pack = engine.Pack(*([None] * len(engine.Pack._fields)))._replace(
-        correct=jnp.asarray([[1, 0], [1, 1], [0, 0], [1, 1], [0, 1]], jnp.float32),
-        start=jnp.asarray([[True, True], [False, False], [False, True], [True, False], [False, False]]),
-        t=jnp.arange(T * 2, dtype=jnp.float32).reshape(T, 2))
-    right, wrong, last = engine.sequence_history(pack)
+    right, wrong, last = engine.sequence_history(
+        np.asarray([[1, 0], [1, 1], [0, 0], [1, 1], [0, 1]], np.float32),
+        np.arange(T * 2, dtype=np.float32).reshape(T, 2),
+        np.asarray([[True, True], [False, False], [False, True], [True, False], [False, False]]))
     np.testing.assert_array_equal(right[:, 0], [0, 1, 2, 0, 1])
     np.testing.assert_array_equal(wrong[:, 0], [0, 0, 0, 0, 0])
     np.testing.assert_array_equal(right[:, 1], [0, 0, 0, 0, 1])

@@ -18,10 +18,11 @@ Learner-level differences are the population traits of
 :class:`~pedagogym.student_models.base.Traits`, applied by the model's own
 ``apply_traits``. Their distribution (per subgroup, a normal mean and sd on each
 estimated trait) is fitted by marginal maximum likelihood, integrating each learner's
-likelihood over the traits with Gauss-Hermite quadrature (a product grid). The same
-quadrature gives held-out predictions: P(correct_t | the learner's earlier responses),
-the posterior-predictive over traits, so a new learner is predicted online, from their
-own history only.
+likelihood over the traits with Gauss-Hermite quadrature (a product grid). A finer fixed
+grid (:func:`prediction_rule`) gives held-out predictions: P(correct_t | the learner's
+earlier responses), the posterior-predictive over traits, so a new learner is predicted
+online, from their own history only. Per-learner trait estimates use adaptive quadrature
+(:func:`adapt_rule`, centred by :func:`laplace_centre`).
 
 Parameters are optimised on an unconstrained scale (``logit`` for probabilities, ``log``
 for positive quantities) with L-BFGS (:func:`minimize`) on the mean negative log-likelihood.
@@ -66,6 +67,8 @@ class Pack(NamedTuple):
     days since the learner's first response), slot (the traced skill's place among the
     item's skills), start (a sequence starts: reset the state), row_learner (index into the
     pack's learners). Padding rows are starts of a blank response, never counted.
+    n_right, n_wrong, t_last: each row's history in its sequence (:func:`sequence_history`),
+    computed once here rather than at every evaluation of a likelihood.
 
     multi_lanes: int32[T, J] at each step, the lanes whose row there belongs to a multi-skill
     response (padded with lane 0; ``J`` the most at any step, 0 without such responses): the
@@ -88,6 +91,9 @@ class Pack(NamedTuple):
     slot: jax.Array
     start: jax.Array
     row_learner: jax.Array
+    n_right: jax.Array
+    n_wrong: jax.Array
+    t_last: jax.Array
     multi_lanes: jax.Array
     multi_pos: jax.Array
     multi_item: jax.Array
@@ -200,11 +206,15 @@ def pack_learners(log, group_of_learner: np.ndarray | None = None) -> Pack:
     resp_src[resp[srows]] = pos[srows]
     resp_src[multi_resp] = T * B + np.arange(M)
     f32, i32 = jnp.float32, jnp.int32
+    correct_grid = grid(log.correct[resp], 0, np.float32)
+    t_grid = grid(t_days[resp], 0.0, np.float32)
+    n_right, n_wrong, t_last = sequence_history(correct_grid, t_grid, grid(is_start, True, bool))
     return Pack(
-        item=jnp.asarray(grid(item[resp], 0, np.int32)), correct=jnp.asarray(grid(log.correct[resp], 0, np.float32)),
-        rating=jnp.asarray(grid(rating[resp], 0, np.int32)), t=jnp.asarray(grid(t_days[resp], 0.0, np.float32)),
+        item=jnp.asarray(grid(item[resp], 0, np.int32)), correct=jnp.asarray(correct_grid),
+        rating=jnp.asarray(grid(rating[resp], 0, np.int32)), t=jnp.asarray(t_grid),
         slot=jnp.asarray(grid(slot, 0, np.int32)), start=jnp.asarray(grid(is_start, True, bool)),
         row_learner=jnp.asarray(grid(learner[resp], 0, np.int32)),
+        n_right=jnp.asarray(n_right), n_wrong=jnp.asarray(n_wrong), t_last=jnp.asarray(t_last),
         multi_lanes=jnp.asarray(multi_lanes, i32), multi_pos=jnp.asarray(multi_pos, i32),
         multi_item=jnp.asarray(item[multi_resp], i32),
         multi_correct=jnp.asarray(log.correct[multi_resp], f32), multi_rating=jnp.asarray(rating[multi_resp], i32),
@@ -514,19 +524,22 @@ def _pick(a: jax.Array, slot: jax.Array) -> jax.Array:
     return out[None]
 
 
-def sequence_history(pack: Pack) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Per row [T, B] of ``pack``: the responses before it in its (learner, skill) sequence
-    that were right and wrong (float32 counts), and the previous response's time (0 for a
-    sequence's first row)."""
-    start = pack.start
+def sequence_history(correct: np.ndarray, t: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per row of a time-major [T, B] grid of sequences laid end to end in lanes (``start``
+    marks each sequence's first row): the responses before it in its sequence that were
+    right and wrong (float32 counts), and the previous response's time (0 for a sequence's
+    first row). Counts are exact integers in float64 before the cast (a float32 running sum
+    over a lane would round past 2^24)."""
+    start = np.asarray(start, bool)
 
     def before(x):  # exclusive running sum, restarted at each sequence start
-        c = jnp.cumsum(x, axis=0) - x  # non-decreasing down a lane (x >= 0): cummax finds the last start's
-        return c - jax.lax.cummax(jnp.where(start, c, 0.0), axis=0)
+        c = np.cumsum(x, axis=0) - x  # non-decreasing down a lane (x >= 0): the running max finds the last start's
+        return (c - np.maximum.accumulate(np.where(start, c, 0.0), axis=0)).astype(np.float32)
 
-    y = pack.correct
-    prev_t = jnp.concatenate([pack.t[:1], pack.t[:-1]], axis=0)
-    return before(y), before(1.0 - y), jnp.where(start, 0.0, prev_t)
+    y = np.asarray(correct, np.float64)
+    t = np.asarray(t, np.float32)
+    prev_t = np.concatenate([t[:1], t[:-1]], axis=0)
+    return before(y), before(1.0 - y), np.where(start, np.float32(0.0), prev_t).astype(np.float32)
 
 
 def trace(problem: Problem, params, curr, trait_names: tuple[str, ...], mu: jax.Array, sd: jax.Array,
@@ -602,7 +615,7 @@ def trace(problem: Problem, params, curr, trait_names: tuple[str, ...], mu: jax.
 
     leaves, lcurr = gather(pack.item)  # [T, B, K, ...]
     if isinstance(tracer, CountTracer):
-        n_right, n_wrong, t_last = sequence_history(pack)
+        n_right, n_wrong, t_last = pack.n_right, pack.n_wrong, pack.t_last
         rows = jax.vmap(jax.vmap(closed))
         p_rows, states = rows(leaves, lcurr, pack.correct, pack.rating, pack.t, pack.slot, group[pack.row_learner],
                               nodes_of(pack.row_learner), n_right, n_wrong, t_last)
