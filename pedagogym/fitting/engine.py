@@ -737,19 +737,6 @@ def laplace_centre(loglik, m0: jax.Array, n_iter) -> tuple[jax.Array, jax.Array]
     return m, _cholesky(jnp.linalg.inv(neg_h))
 
 
-def _centring(problem: Problem, trait_names):
-    """A compiled :func:`laplace_centre` on the learners' responses where ``mask`` [N]:
-    ``centre(theta, mu, log_sd, m0, mask, pack, n_iter)`` -> (mode [L, d], Cholesky factor [L, d, d])."""
-
-    def loglik(theta, mu, log_sd, zl, mask, pack):
-        params, curr = problem.params(theta)
-        lp, _ = trace(problem, params, curr, trait_names, mu, jnp.exp(log_sd), zl, pack)
-        return jax.ops.segment_sum(jnp.where(mask[:, None], lp, 0.0), pack.resp_learner, pack.group.shape[0])
-
-    return jax.jit(lambda theta, mu, log_sd, m0, mask, pack, n_iter: laplace_centre(
-        lambda zl: loglik(theta, mu, log_sd, zl, mask, pack), m0, n_iter), static_argnums=6)
-
-
 def predict(problem: Problem, theta: dict, trait_names, mu, log_sd, z, logw,
             pack: Pack) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Online posterior-predictive P(correct) for every response of the pack's learners:
@@ -787,16 +774,18 @@ def posterior_mean_traits(problem: Problem, theta: dict, trait_names, mu, log_sd
     """Each learner's posterior mean trait shifts (opt-in per-learner output), by the
     standard rule (``z``, ``logw``) centred on each learner (:func:`laplace_centre`):
     (learner index int32[n], float32[n, d])."""
-    L, d = int(pack.group.shape[0]), z.shape[1]
-    m, s = _centring(problem, trait_names)(theta, mu, log_sd, jnp.zeros((L, d), jnp.float32),
-                                          jnp.ones(pack.resp_learner.shape, bool), pack, 10)
-    zl, lwl = adapt_rule(jnp.asarray(z), jnp.asarray(logw), m, s)
-    ll = jax.jit(lambda theta, mu, log_sd, zl, pack: learner_loglik(problem, theta, trait_names, mu, log_sd, zl, pack))(
-        theta, mu, log_sd, zl, pack)
-    post = jax.nn.softmax(ll + lwl, axis=1)  # [L, Q]
-    g = jnp.maximum(pack.group, 0)
-    shifts = mu[g][:, None, :] + jnp.exp(log_sd)[g][:, None, :] * zl  # [L, Q, d]
-    return np.asarray(pack.learner), np.asarray(jnp.sum(post[:, :, None] * shifts, axis=1))
+
+    @jax.jit
+    def run(theta, mu, log_sd, pack):
+        loglik = lambda zl: learner_loglik(problem, theta, trait_names, mu, log_sd, zl, pack)  # noqa: E731
+        m, c = laplace_centre(loglik, jnp.zeros((pack.group.shape[0], z.shape[1]), jnp.float32), 10)
+        zl, lwl = adapt_rule(jnp.asarray(z), jnp.asarray(logw), m, c)
+        post = jax.nn.softmax(loglik(zl) + lwl, axis=1)  # [L, Q]
+        g = jnp.maximum(pack.group, 0)
+        shifts = mu[g][:, None, :] + jnp.exp(log_sd)[g][:, None, :] * zl  # [L, Q, d]
+        return jnp.sum(post[:, :, None] * shifts, axis=1)
+
+    return np.asarray(pack.learner), np.asarray(run(theta, mu, log_sd, pack))
 
 
 # ---- optimisation -------------------------------------------------------------------------
