@@ -208,11 +208,12 @@ def pack_learners(log, group_of_learner: np.ndarray | None = None) -> Pack:
     f32, i32 = jnp.float32, jnp.int32
     correct_grid = grid(log.correct[resp], 0, np.float32)
     t_grid = grid(t_days[resp], 0.0, np.float32)
-    n_right, n_wrong, t_last = sequence_history(correct_grid, t_grid, grid(is_start, True, bool))
+    start_grid = grid(is_start, True, bool)
+    n_right, n_wrong, t_last = sequence_history(correct_grid, t_grid, start_grid)
     return Pack(
         item=jnp.asarray(grid(item[resp], 0, np.int32)), correct=jnp.asarray(correct_grid),
         rating=jnp.asarray(grid(rating[resp], 0, np.int32)), t=jnp.asarray(t_grid),
-        slot=jnp.asarray(grid(slot, 0, np.int32)), start=jnp.asarray(grid(is_start, True, bool)),
+        slot=jnp.asarray(grid(slot, 0, np.int32)), start=jnp.asarray(start_grid),
         row_learner=jnp.asarray(grid(learner[resp], 0, np.int32)),
         n_right=jnp.asarray(n_right), n_wrong=jnp.asarray(n_wrong), t_last=jnp.asarray(t_last),
         multi_lanes=jnp.asarray(multi_lanes, i32), multi_pos=jnp.asarray(multi_pos, i32),
@@ -660,14 +661,9 @@ def learner_loglik(problem: Problem, theta: dict, trait_names, mu, log_sd, z, pa
 
 
 def marginal_nll(problem: Problem, theta: dict, trait_names, mu, log_sd, z, logw, pack: Pack) -> jax.Array:
-    """Mean negative marginal log-likelihood per response over learners in a subgroup (>= 0).
-    ``z``, ``logw``: a rule for every learner ([Q, d], [Q]) or per learner ([L, Q, d], [L, Q])."""
-    return marginal_from_loglik(learner_loglik(problem, theta, trait_names, mu, log_sd, z, pack), logw, pack)
-
-
-def marginal_from_loglik(ll: jax.Array, logw: jax.Array, pack: Pack) -> jax.Array:
-    """:func:`marginal_nll` from the learners' log-likelihoods at the nodes ``ll`` [L, Q]."""
-    marg = jax.scipy.special.logsumexp(ll + (logw if logw.ndim == 2 else logw[None, :]), axis=1)
+    """Mean negative marginal log-likelihood per response over learners in a subgroup (>= 0)."""
+    ll = learner_loglik(problem, theta, trait_names, mu, log_sd, z, pack)
+    marg = jax.scipy.special.logsumexp(ll + logw[None, :], axis=1)
     use = pack.group >= 0
     total = jnp.sum(jnp.where(use, marg, 0.0))
     count = jnp.sum(jnp.where(use, pack.n_responses, 0.0))

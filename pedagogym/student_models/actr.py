@@ -184,9 +184,12 @@ class ACTR(StudentModel):
         p = jax.nn.sigmoid((m - params.tau) / params.s - difficulty)
         return params.p_unseen + (1.0 - params.p_unseen) * p
 
-    def p_correct(self, params: ACTRParams, state: ACTRState, curr: CurriculumArrays, item: Array, t: Array) -> Array:
-        m = self._activation(params, state, t)
+    def _recall_item(self, params: ACTRParams, m: Array, curr: CurriculumArrays, item: Array) -> Array:
+        """P(correct) on ``item`` when its chunks' activations are ``m`` [S]."""
         return skill_mean(self._recall(params, m, curr.difficulty[item]), item_skills(curr, item))
+
+    def p_correct(self, params: ACTRParams, state: ACTRState, curr: CurriculumArrays, item: Array, t: Array) -> Array:
+        return self._recall_item(params, self._activation(params, state, t), curr, item)
 
     def learn(self, key: Array, params: ACTRParams, state: ACTRState, curr: CurriculumArrays,
               item: Array, correct: Array, t: Array, gate: Array) -> ACTRState:
@@ -202,9 +205,8 @@ class ACTR(StudentModel):
         sum over the buffer is the model's whole cost (fitting's scan uses this)."""
         t = jnp.asarray(t, jnp.float32)
         m = self._activation(params, state, t)
-        skills = item_skills(curr, item)
-        p = skill_mean(self._recall(params, m, curr.difficulty[item]), skills)
-        return p, self._present(params, state, m, jnp.clip(gate * skills, 0.0, 1.0), t)
+        g = jnp.clip(gate * item_skills(curr, item), 0.0, 1.0)
+        return self._recall_item(params, m, curr, item), self._present(params, state, m, g, t)
 
     def _present(self, params: ACTRParams, state: ACTRState, m: Array, g: Array, t: Array) -> ACTRState:
         """A presentation with weight ``g`` [S] at day ``t`` to chunks at activation ``m``."""
