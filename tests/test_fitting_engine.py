@@ -127,3 +127,56 @@ def test_per_learner_posterior_means_use_adaptive_quadrature(long_irt):
     fixed = np.asarray(jax.nn.softmax(engine.learner_loglik(problem, theta, traits, mu, log_sd, z, pack)
                                       + logw[None, :], axis=1) @ z)[:, 0]
     assert np.max(np.abs(fixed - exact)) > 0.05
+
+
+def test_fisher_scoring_reaches_the_optimum_skill_by_skill():
+    """EFC's per-skill parameters by Fisher scoring (the fit's method for EFC and ACT-R)
+    reach at least the optimum that L-BFGS reaches in more iterations, and report
+    convergence per skill; a log with a multi-skill item is not separable by skill."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for learner in range(30):  # recall falls with the time since the skill's last review
+        t, last = 1_700_000_000, {}
+        for _ in range(30):
+            k = int(rng.integers(3))
+            t += int(rng.choice([30, 600, 3_600, 86_400]))
+            p = 0.15 if k not in last else 0.2 + 0.7 * np.exp(-(t - last[k]) / (5_000.0 * (k + 1)))
+            last[k] = t
+            rows.append((f"u{learner}", f"i{k}", "abc"[k], int(rng.random() < p), t))
+    log = from_frame(pd.DataFrame(rows, columns=["learner_id", "item_id", "skill_id", "correct", "timestamp"]), salt="t")
+    fitter = fitter_for("efc")
+    assert fitter.stage1 == "scoring" and fitter_for("actr").stage1 == "scoring"
+    model, curr = fitter.make_model({}), log.curriculum().arrays()
+    problem = engine.Problem(model=model, tracer=fitter.tracer(model), spec=fitter.spec({}), base=model.default_params(curr),
+                             curr=curr, item_primary_skill=np.argmax(log.q_matrix, 1).astype(np.int32),
+                             item_seen=np.ones(log.n_items, bool))
+    pack = engine.pack_learners(log)
+    assert engine.separable_by_skill(problem, pack)
+    assert not engine.separable_by_skill(problem, engine.pack_learners(_log()))  # items with two skills
+    assert not engine.separable_by_skill(problem, pack, ("prior",))  # a trait integrated out couples the skills
+    none = jnp.zeros((1, 0), jnp.float32)
+
+    def nll(theta):
+        return engine.marginal_nll(problem, theta, (), none, none, none, jnp.zeros(1), pack)
+
+    theta0 = problem.initial_theta()
+    scoring = engine.fisher_scoring(problem, theta0, pack, max_iter=100)
+    lbfgs = engine.minimize(lambda th, p: nll(th), theta0, (pack,), max_iter=600, tol=1e-9)
+    assert scoring.converged and scoring.block_converged.tolist() == [True] * 3
+    assert scoring.iterations < lbfgs.iterations
+    assert abs(scoring.value - float(nll(scoring.x))) < 1e-6  # the running value is the objective's
+    assert scoring.value <= lbfgs.value + 2e-6
+
+
+def test_minimize_stops_at_the_float32_floor():
+    """Near the optimum of a float32 objective every trial ties with the current value; the
+    optimiser stops there (its step promises less than ``tol``) instead of spending its
+    line-search trials and a steepest-descent restart on ties."""
+    w = jnp.asarray(np.linspace(0.5, 5.0, 20), jnp.float32)
+
+    def f(x, c):
+        return 0.5 + 1e-3 * jnp.sum(w * (x - c) ** 2)
+
+    res = engine.minimize(f, jnp.zeros(20, jnp.float32), (jnp.ones(20, jnp.float32),), tol=1e-7)
+    assert res.converged and abs(res.value - 0.5) < 1e-6
+    assert res.evaluations <= res.iterations + 2

@@ -793,6 +793,7 @@ class OptResult:
     converged: bool
     evaluations: int = 0
     history: list = field(default_factory=list)  # the objective after each iteration
+    block_converged: np.ndarray | None = None  # per skill, from :func:`fisher_scoring`
 
 
 def minimize(fun, x0, args: tuple, max_iter: int = 200, tol: float = 1e-7, scale=None, memory: int = 30,
@@ -802,7 +803,10 @@ def minimize(fun, x0, args: tuple, max_iter: int = 200, tol: float = 1e-7, scale
     Only ``fun``'s value and gradient are compiled (one ``jit``: each evaluation is one call);
     the L-BFGS update runs on the host in float64 (the parameter vector is small), so no
     optimiser code is compiled. Stops when the objective changes by less than ``tol`` on two
-    successive iterations, the gradient vanishes (norm < 1e-6), after ``max_iter``
+    successive iterations, the gradient vanishes (norm < 1e-6), an L-BFGS step promises less
+    than ``tol`` even to first order (``-g.d`` times the step length: near the optimum of a
+    float32 objective every trial would otherwise tie with the current value and fail the
+    line search, 10-25 wasted evaluations per fit), after ``max_iter``
     iterations, or when no step lowers the objective any more (``max_backtracks`` shorter
     trials along steepest descent fail: the float32 limit, counted as converged; after such a
     failure along an L-BFGS direction the memory is dropped and steepest descent tried).
@@ -872,6 +876,9 @@ def minimize(fun, x0, args: tuple, max_iter: int = 200, tol: float = 1e-7, scale
             converged = True
             break
         gd = float(np.dot(g, d))
+        if S and -gd * alpha < tol:  # even the first-order decrease of the whole step is below tol
+            converged = True
+            break
         for _ in range(max_backtracks):
             trial = u + alpha * d
             f_t, g_t = evaluate(trial)
@@ -915,3 +922,126 @@ def minimize(fun, x0, args: tuple, max_iter: int = 200, tol: float = 1e-7, scale
         converged = float(np.linalg.norm(g * root)) < 1e-6
     x = unravel(jnp.asarray(u / root, jnp.float32))
     return OptResult(x=x, value=f, iterations=iters, converged=converged, evaluations=evals, history=history)
+
+
+def separable_by_skill(problem: Problem, pack: Pack, trait_names: tuple[str, ...] = ()) -> bool:
+    """Whether the likelihood is a sum of independent per-skill terms: every free field is
+    per skill (no global entries, no item parameters), no trait is integrated out, and every
+    item has one skill (a response then depends on its skill's parameters only)."""
+    spec = problem.spec
+    return (bool(spec.fields) and all(f.indices is None for f in spec.fields) and not trait_names
+            and not spec.item_difficulty and not spec.item_discrimination and pack.item_skills.shape[1] == 1)
+
+
+def fisher_scoring(problem: Problem, theta0: dict, pack: Pack, max_iter: int = 200, tol: float = 1e-7) -> OptResult:
+    """Maximum likelihood of a likelihood that separates by skill (:func:`separable_by_skill`)
+    by Fisher scoring, one small Newton system per skill, damped per skill as in
+    Levenberg-Marquardt: the method of generalised linear models (for a logistic regression
+    it is IRLS), here for any model's P(correct).
+
+    The curvature is the expected information (Gauss-Newton): per skill,
+    ``sum_n p_n' p_n'^T / (p_n (1 - p_n))`` over its responses, ``p_n'`` the derivative of
+    P(correct) with respect to the skill's ``F`` free values, all from ``F`` forward-mode
+    derivatives of the trace (one per field, every skill at once). It is positive
+    semi-definite, unlike the Hessian of a misspecified model (ACT-R fitted to data it did
+    not generate has non-convex stretches where a Newton step climbs). Each skill takes the
+    step ``-(H + lam diag H)^-1 g`` (at most 2 on any value, like :func:`minimize`) and keeps
+    it only if its own log-likelihood rises (the skills are independent, so one evaluation
+    tests every skill's step); ``lam`` falls after a good step and rises after a poor one.
+
+    Why not L-BFGS here: its few hundred stored directions cannot represent one 4x4
+    curvature per skill over a hundred skills, and the per-skill parameters of a memory
+    model are strongly correlated (ACT-R's decay and threshold). On a 100,000-response log
+    ACT-R's L-BFGS stopped at its 200-iteration cap 5e-4 above the optimum (mean NLL per
+    response) that Fisher scoring reaches in about 30 iterations (each one evaluation of the
+    likelihood, its gradient and the ``F`` forward derivatives: for ACT-R about four times
+    the cost of an L-BFGS evaluation; 35 s instead of 60 s at 400,000 responses).
+
+    Not used for HLR: on logs it does not fit, HLR's likelihood keeps falling along flat
+    directions (weights of hundreds) that Fisher scoring follows and L-BFGS's step limit
+    does not (held-out log loss 1.071 against 1.046 on a simulated BKT log).
+
+    A skill stops when its Newton decrement (the decrease the quadratic model predicts) is
+    below its share of ``tol`` (per response, like :func:`minimize`), or when its damping
+    reaches 1e7 (no step lowers its likelihood: the float32 limit, counted as converged as
+    :func:`minimize` does). The per-skill changes are summed response by response
+    (``sum(lp_new - lp_old)``), so they are exact to float32 even where a skill's total is
+    not. ``block_converged``: per skill, converged within ``max_iter``."""
+    S = problem.curr.n_skills
+    names = [f.name for f in problem.spec.fields]
+    nF = len(names)
+    z0, mu0 = jnp.zeros((1, 0), jnp.float32), jnp.zeros((1, 0), jnp.float32)
+    T, B = pack.item.shape
+    skill = pack.item_skills[pack.item.reshape(T * B)[pack.resp_src], 0]  # each response's (only) skill
+    use = (pack.group[pack.resp_learner] >= 0).astype(jnp.float32)
+    count = jnp.maximum(jnp.sum(use), 1.0)
+
+    def lp_and_p(theta):
+        params, curr = problem.params(theta)
+        lp, p = trace(problem, params, curr, (), mu0, jnp.ones((1, 0), jnp.float32), z0, pack)
+        return lp[:, 0] * use, p[:, 0]
+
+    def tangent(k, theta):  # field k of every skill: one forward derivative
+        return {**theta, "fields": {n: (jnp.ones_like(v) if n == names[k] else jnp.zeros_like(v))
+                                    for n, v in theta["fields"].items()}}
+
+    @jax.jit
+    def evaluate(theta, lp_old):
+        def nll(th):
+            lp, _ = lp_and_p(th)
+            return -jnp.sum(lp) / count, lp
+
+        (f, lp), g = jax.value_and_grad(nll, has_aux=True)(theta)
+        tans = jax.tree.map(lambda *a: jnp.stack(a), *[tangent(k, theta) for k in range(nF)])
+        p, dp = jax.vmap(lambda t: jax.jvp(lambda th: lp_and_p(th)[1], (theta,), (t,)), out_axes=(None, 0))(tans)
+        w = use / jnp.clip(p * (1.0 - p), P_CLIP, None) / count
+        info = jax.ops.segment_sum(w[:, None, None] * dp.T[:, :, None] * dp.T[:, None, :], skill, S)
+        gain = jax.ops.segment_sum(lp - lp_old, skill, S) / count  # the fall of each skill's NLL
+        grad = jnp.stack([g["fields"][n] for n in names], axis=1)
+        return f, lp, gain, grad, info
+
+    keep = jax.jit(lambda ok, new, old: jnp.where(ok[skill], new, old))
+    shares = np.bincount(np.asarray(skill), weights=np.asarray(use, np.float64), minlength=S) / float(count)
+
+    def moved(theta, d):
+        return {**theta, "fields": {n: theta["fields"][n] + jnp.asarray(d[:, k], jnp.float32)
+                                    for k, n in enumerate(names)}}
+
+    theta = theta0
+    f, lp, _, G, H = evaluate(theta, jnp.zeros_like(pack.resp_src, jnp.float32))
+    f, G, H = float(f), np.asarray(G, np.float64), np.asarray(H, np.float64)
+    history, evals = [f], 1
+    if not (np.isfinite(f) and np.all(np.isfinite(G)) and np.all(np.isfinite(H))):
+        return OptResult(x=theta0, value=f, iterations=0, converged=False, evaluations=evals, history=history)
+    lam = np.full(S, 1e-3)
+    eye = np.eye(nF)[None]
+    done = np.zeros(S, bool)
+    iters = 0
+    while iters < max_iter:
+        diag = np.maximum(np.diagonal(H, axis1=1, axis2=2), 1e-12)[:, None, :]
+        newton = -np.linalg.solve(H + 1e-6 * eye * diag, G[..., None])[..., 0]
+        decrement = -0.5 * np.sum(G * newton, axis=1)
+        done |= (decrement < tol * shares) | (lam >= 1e7)
+        if done.all():
+            break
+        d = -np.linalg.solve(H + lam[:, None, None] * eye * diag, G[..., None])[..., 0]
+        d *= np.minimum(1.0, 2.0 / np.maximum(np.abs(d).max(axis=1), 1e-30))[:, None]
+        d[done] = 0.0
+        predicted = -(np.sum(G * d, axis=1) + 0.5 * np.einsum("si,sij,sj->s", d, H, d))
+        f_t, lp_t, gain, G_t, H_t = evaluate(moved(theta, d), lp)
+        evals += 1
+        gain = np.asarray(gain, np.float64)
+        G_t, H_t = np.asarray(G_t, np.float64), np.asarray(H_t, np.float64)
+        rho = gain / np.maximum(predicted, 1e-30)
+        ok = ~done & (rho > 1e-4) & np.all(np.isfinite(G_t), axis=1) & np.all(np.isfinite(H_t), axis=(1, 2))
+        lam = np.clip(np.where(done, lam, np.where(~ok, lam * 10.0, np.where(
+            rho > 0.75, lam / 3.0, np.where(rho < 0.25, lam * 2.0, lam)))), 1e-7, 1e7)
+        theta = moved(theta, np.where(ok[:, None], d, 0.0))
+        lp = keep(jnp.asarray(ok), lp_t, lp)
+        f -= float(np.sum(np.where(ok, gain, 0.0)))
+        G = np.where(ok[:, None], G_t, G)
+        H = np.where(ok[:, None, None], H_t, H)
+        iters += 1
+        history.append(f)
+    return OptResult(x=theta, value=f, iterations=iters, converged=bool(done.all()), evaluations=evals,
+                     history=history, block_converged=done.copy())

@@ -8,7 +8,8 @@ Two stages, for every model:
    parameters carry a prior whose width is estimated from the log (:class:`ItemPrior`). PFA: logistic
    regression by maximum likelihood. HLR, ACT-R, EFC, FSRS: maximum likelihood of the recall
    outcomes through the model's own equations (FSRS keeps its published default weights
-   unless ``fsrs_weights="fit"``). Optimiser: L-BFGS (:func:`.engine.minimize`). See :mod:`.engine`.
+   unless ``fsrs_weights="fit"``). Optimiser: L-BFGS (:func:`.engine.minimize`); ACT-R's and EFC's
+   per-skill parameters by Fisher scoring (:func:`.engine.fisher_scoring`). See :mod:`.engine`.
 2. **Population.** With stage-1 parameters fixed, the mean and sd of each estimated trait
    shift (the model's ``apply_traits`` scale) per subgroup, by marginal maximum likelihood on
    a random subsample of training learners (at most ``max_trait_interactions`` responses).
@@ -59,7 +60,9 @@ class FitError(PedagogymError):
 @dataclass(frozen=True)
 class Fitter:
     """How one model is fitted. ``make_model(options)`` returns the StudentModel;
-    ``spec(options)`` what is free; ``stage1`` is ``"em"`` (BKT) or ``"ml"``."""
+    ``spec(options)`` what is free; ``stage1`` is ``"em"`` (BKT), ``"ml"`` (L-BFGS on the
+    marginal likelihood) or ``"scoring"`` (per-skill Fisher scoring, :func:`.engine.fisher_scoring`,
+    where the likelihood separates by skill; else as ``"ml"``)."""
 
     name: str
     make_model: Callable[[dict], Any]
@@ -120,6 +123,7 @@ def _fsrs_spec(o):
     return Spec(fields=fields, traits=("prior", "memory"))
 
 
+SCORING = "Fisher scoring per skill, Levenberg-Marquardt damped; L-BFGS where an item has several skills"
 _irt1 = _irt(1)
 _irt2 = _irt(2)
 FITTERS: dict[str, Fitter] = {
@@ -136,11 +140,12 @@ FITTERS: dict[str, Fitter] = {
                                                   FreeField("p_unseen", "logit"))), tracer=engine.HLRTracer,
                   method="maximum likelihood on recall outcomes (L-BFGS)", uses_time=True),
     "efc": Fitter("efc", *_memory("efc", "EFC", (FreeField("theta", "log"), FreeField("p_unseen", "logit"))),
-                  tracer=engine.EFCTracer,
-                  method="maximum likelihood on recall outcomes (L-BFGS)", uses_time=True),
+                  stage1="scoring", tracer=engine.EFCTracer, method=f"maximum likelihood on recall outcomes ({SCORING})",
+                  uses_time=True),
     "actr": Fitter("actr", *_memory("actr", "ACTR", (FreeField("a", "log"), FreeField("tau"), FreeField("s", "log"),
                                                      FreeField("p_unseen", "logit"))),
-                   tracer=engine.ACTRTracer, method="maximum likelihood on recall outcomes (L-BFGS); c and h kept at Pavlik & Anderson's values",
+                   stage1="scoring", tracer=engine.ACTRTracer,
+                   method=f"maximum likelihood on recall outcomes ({SCORING}); c and h kept at Pavlik & Anderson's values",
                    uses_time=True),
     "fsrs": Fitter("fsrs", _memory("fsrs", "FSRS", ())[0], _fsrs_spec, tracer=engine.FSRSRatingTracer,
                    method="FSRS-6 (default weights unless fsrs_weights='fit'); p_unseen and traits by maximum "
@@ -409,8 +414,12 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
             nll = engine.marginal_nll(problem, x["theta"], jt, jnp.zeros((1, len(jt))), x["log_sd"], zj, lwj, batches)
             return nll if prior is None else nll + prior.penalty(x["theta"])
 
-        res = engine.minimize(loss1, x0, (train_batches,), max_iter=max_iter,
-                              scale=_data_scale(problem, x0, train_log, prior))
+        if fitter.stage1 == "scoring" and engine.separable_by_skill(problem, train_batches, jt):
+            res = engine.fisher_scoring(problem, theta, train_batches, max_iter=max_iter)
+            res.x = {"theta": res.x, "log_sd": x0["log_sd"]}
+        else:
+            res = engine.minimize(loss1, x0, (train_batches,), max_iter=max_iter,
+                                  scale=_data_scale(problem, x0, train_log, prior))
         if not np.isfinite(res.value):
             raise FitError(f"{fitter.name}: the likelihood is not finite at the starting parameters; nothing was fitted")
         theta = res.x["theta"]
@@ -420,7 +429,8 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
         failed, theta = _unfitted_skills(problem, theta, train_log)
         if spec.item_difficulty:
             notes += _one_sided_items(train_log)
-        skill_converged = {s: res.converged for s in log.skill_ids if s not in failed}
+        per_skill = res.block_converged if res.block_converged is not None else np.full(log.n_skills, res.converged)
+        skill_converged = {s: bool(per_skill[k]) for k, s in enumerate(log.skill_ids) if s not in failed}
     if len(failed) == log.n_skills:
         raise FitError(f"{fitter.name}: no skill could be fitted: "
                        + "; ".join(f"{_show_id(k)} ({why})" for k, why in list(failed.items())[:10]))
