@@ -16,10 +16,36 @@ from typing import Sequence
 import numpy as np
 
 from pedagogym.errors import UsageError
+from pedagogym.pinned_pool import usable_cores
 from pedagogym.schema import SECONDS_PER_DAY
 
 
-SLOW_FIRST = {"actr": 4, "irt2pl": 3, "irt1pl": 2, "fsrs": 1, "efc": 1}  # relative fit times, for the schedule
+SLOW_FIRST = {"actr": 80, "irt2pl": 70, "irt1pl": 45, "fsrs": 25, "bkt": 17, "efc": 8, "pfa": 5, "hlr": 5}  # seconds alone, 400k responses: longest first
+
+
+def _fit_in_worker(data, name: str):  # in a worker process of pedagogym.pinned_pool
+    from pedagogym.fitting.fit import fit
+
+    log, options = data
+    return fit(log, name, **options)
+
+
+def _fit_side_by_side(log, names: list[str], options: dict, workers: int) -> list:
+    """Fit the models ``workers`` at a time, longest first (a shorter tail), each worker a
+    process pinned to its share of the cores (:mod:`pedagogym.pinned_pool`: threads of one
+    process were measured slower). Each fit is independent and seeded, so results do not
+    depend on the order they finish in, nor on the process. On an accelerator (one device
+    that processes would share) the fits run one after another in this process."""
+    import jax
+
+    from pedagogym.fitting.fit import fit
+    from pedagogym.pinned_pool import run_jobs
+
+    if jax.default_backend() != "cpu":
+        return [fit(log, name, **options) for name in names]
+    slow_first = sorted(names, key=lambda n: -SLOW_FIRST.get(n, 0))
+    fitted = run_jobs("pedagogym.fitting.cli:_fit_in_worker", [(n,) for n in slow_first], workers, (log, options))
+    return [dict(zip(slow_first, fitted))[n] for n in names]
 
 
 def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[str], out: str | Path, *,
@@ -74,25 +100,14 @@ def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[s
         test_log = read_log(list(test) if isinstance(test, (list, tuple)) else test, salt=salt_key, format=format)
         say(f"test: {test_log.n_interactions} responses of {test_log.n_learners} learners")
         log, test_learners = concat_logs(log, test_log)
-    def fit_one(name):
-        return fit(log, name, holdout=holdout, seed=seed, min_group_size=min_group_size, forgetting=forgetting,
+    options = dict(holdout=holdout, seed=seed, min_group_size=min_group_size, forgetting=forgetting,
                    fsrs_weights=fsrs_weights, max_trait_interactions=max_trait_interactions,
                    session_gap_minutes=session_gap_minutes, per_learner=per_learner, num_fits=num_fits,
                    allow_partial=allow_partial, test_learners=test_learners, max_guess_slip=max_guess_slip)
-
-    # Several models fit side by side, one per core (XLA runs outside the GIL; each fit is
-    # independent and seeded, so the results do not depend on the order they finish in).
-    workers = max(1, min(len(names), workers if workers is not None else (os.cpu_count() or 1)))
-    say(f"fitting {', '.join(names)}" + (f" ({workers} at a time)" if workers > 1 and len(names) > 1 else "") + " ...")
-    if workers > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        slow_first = sorted(names, key=lambda n: -SLOW_FIRST.get(n, 0))  # longest jobs first: a shorter tail
-        with ThreadPoolExecutor(workers) as pool:
-            done = {n: pool.submit(fit_one, n) for n in slow_first}
-            results = [done[n].result() for n in names]
-    else:
-        results = [fit_one(name) for name in names]
+    workers = max(1, min(len(names), workers if workers is not None else len(usable_cores())))
+    say(f"fitting {', '.join(names)}" + (f" ({workers} at a time)" if workers > 1 else "") + " ...")
+    results = (_fit_side_by_side(log, names, options, workers) if workers > 1
+               else [fit(log, name, **options) for name in names])
     for name, r in zip(names, results):
         if r.failed_skills:
             say(f"  {name}: {len(r.failed_skills)} skill(s) not fitted (allowed): {', '.join(r.failed_skills)}")

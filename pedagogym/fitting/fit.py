@@ -123,7 +123,9 @@ def _fsrs_spec(o):
     return Spec(fields=fields, traits=("prior", "memory"))
 
 
-SCORING = "Fisher scoring per skill, Levenberg-Marquardt damped; L-BFGS where an item has several skills"
+SCORING_ITERATIONS = 50  # ACT-R and EFC converge in 20-30 on well-posed logs; else L-BFGS as well
+SCORING = ("Fisher scoring per skill, Levenberg-Marquardt damped; L-BFGS where an item has several skills, "
+           "and as well where Fisher scoring does not converge, the higher likelihood kept")
 _irt1 = _irt(1)
 _irt2 = _irt(2)
 FITTERS: dict[str, Fitter] = {
@@ -414,12 +416,23 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
             nll = engine.marginal_nll(problem, x["theta"], jt, jnp.zeros((1, len(jt))), x["log_sd"], zj, lwj, batches)
             return nll if prior is None else nll + prior.penalty(x["theta"])
 
+        def lbfgs():
+            return engine.minimize(loss1, x0, (train_batches,), max_iter=max_iter,
+                                   scale=_data_scale(problem, x0, train_log, prior))
+
         if fitter.stage1 == "scoring" and engine.separable_by_skill(problem, train_batches, jt):
-            res = engine.fisher_scoring(problem, theta, train_batches, max_iter=max_iter)
+            res = engine.fisher_scoring(problem, theta, train_batches, max_iter=min(max_iter, SCORING_ITERATIONS))
             res.x = {"theta": res.x, "log_sd": x0["log_sd"]}
+            if not res.converged:  # e.g. parameters drifting along a flat direction: L-BFGS too, the better kept
+                alt = lbfgs()
+                unconverged = int(np.sum(~res.block_converged))
+                if np.isfinite(alt.value) and alt.value <= res.value:
+                    res = alt
+                notes.append(f"Fisher scoring left {unconverged} skill(s) unconverged after "
+                             f"{SCORING_ITERATIONS} iterations; L-BFGS from the same start was run too and "
+                             f"{'its' if res is alt else 'the Fisher-scoring'} fit kept (the higher likelihood)")
         else:
-            res = engine.minimize(loss1, x0, (train_batches,), max_iter=max_iter,
-                                  scale=_data_scale(problem, x0, train_log, prior))
+            res = lbfgs()
         if not np.isfinite(res.value):
             raise FitError(f"{fitter.name}: the likelihood is not finite at the starting parameters; nothing was fitted")
         theta = res.x["theta"]
