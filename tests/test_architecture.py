@@ -27,7 +27,7 @@ ALLOWED_CYCLES: dict[frozenset[str], str] = {
 # below experiments (a run evaluates `agent:RUN_DIR` policies; agents never import experiments);
 # each feature's own command-line module (`pedagogym.<feature>.cli`) belongs to the CLI layer.
 LAYERS = (
-    ("neutral", ("_version", "argtypes", "errors", "io", "registry", "tomlfile", "sharding", "schema")),
+    ("neutral", ("_version", "argtypes", "errors", "io", "pinned_pool", "registry", "tomlfile", "sharding", "schema")),
     ("curriculum", ("curriculum",)),
     ("student_models", ("student_models",)),
     ("envs", ("envs", "__init__")),  # the package root registers the env ids with Gymnasium (issue 18)

@@ -284,7 +284,8 @@ def test_fit_command_outputs_are_private_and_loadable(tmp_path):
     df["learner_id"] = "student-" + df["learner_id"]  # recognisable raw ids
     df.to_csv(tmp_path / "log.csv", index=False)
     out = tmp_path / "out"
-    assert fit_command([tmp_path / "log.csv"], "bkt,pfa", out, quiet=True, max_trait_interactions=8000) == 0
+    assert fit_command([tmp_path / "log.csv"], "bkt,pfa", out, quiet=True, max_trait_interactions=8000,
+                       workers=1) == 0  # one process: the side-by-side path is tested in test_fitting_leaderboard
 
     raw_ids = set(df["learner_id"])
     pseudonyms = set(read_log(tmp_path / "log.csv", salt="any").learner_ids)

@@ -129,13 +129,11 @@ def test_per_learner_posterior_means_use_adaptive_quadrature(long_irt):
     assert np.max(np.abs(fixed - exact)) > 0.05
 
 
-def test_fisher_scoring_reaches_the_optimum_skill_by_skill():
-    """EFC's per-skill parameters by Fisher scoring (the fit's method for EFC and ACT-R)
-    reach at least the optimum that L-BFGS reaches in more iterations, and report
-    convergence per skill; a log with a multi-skill item is not separable by skill."""
+def _recall_log(n_learners: int = 30):
+    """Three single-item skills whose recall falls with the time since the skill's last review."""
     rng = np.random.default_rng(3)
     rows = []
-    for learner in range(30):  # recall falls with the time since the skill's last review
+    for learner in range(n_learners):
         t, last = 1_700_000_000, {}
         for _ in range(30):
             k = int(rng.integers(3))
@@ -143,7 +141,14 @@ def test_fisher_scoring_reaches_the_optimum_skill_by_skill():
             p = 0.15 if k not in last else 0.2 + 0.7 * np.exp(-(t - last[k]) / (5_000.0 * (k + 1)))
             last[k] = t
             rows.append((f"u{learner}", f"i{k}", "abc"[k], int(rng.random() < p), t))
-    log = from_frame(pd.DataFrame(rows, columns=["learner_id", "item_id", "skill_id", "correct", "timestamp"]), salt="t")
+    return from_frame(pd.DataFrame(rows, columns=["learner_id", "item_id", "skill_id", "correct", "timestamp"]), salt="t")
+
+
+def test_fisher_scoring_reaches_the_optimum_skill_by_skill():
+    """EFC's per-skill parameters by Fisher scoring (the fit's method for EFC and ACT-R)
+    reach at least the optimum that L-BFGS reaches in more iterations, and report
+    convergence per skill; a log with a multi-skill item is not separable by skill."""
+    log = _recall_log()
     fitter = fitter_for("efc")
     assert fitter.stage1 == "scoring" and fitter_for("actr").stage1 == "scoring"
     model, curr = fitter.make_model({}), log.curriculum().arrays()
@@ -166,6 +171,22 @@ def test_fisher_scoring_reaches_the_optimum_skill_by_skill():
     assert scoring.iterations < lbfgs.iterations
     assert abs(scoring.value - float(nll(scoring.x))) < 1e-6  # the running value is the objective's
     assert scoring.value <= lbfgs.value + 2e-6
+
+
+def test_fit_falls_back_to_lbfgs_when_fisher_scoring_does_not_converge(monkeypatch):
+    """Where Fisher scoring leaves a skill unconverged (here: one iteration allowed), ``fit``
+    runs L-BFGS from the same start too, keeps the higher likelihood and says so."""
+    import importlib
+
+    fit_module = importlib.import_module("pedagogym.fitting.fit")  # the module (the package exports the function)
+    log = _recall_log()
+    full = fit_module.fit(log, "efc", holdout=0.0, estimate_traits=False)
+    assert not any("Fisher scoring left" in n for n in full.notes) and full.iterations["parameters"] > 1
+    monkeypatch.setattr(fit_module, "SCORING_ITERATIONS", 1)
+    short = fit_module.fit(log, "efc", holdout=0.0, estimate_traits=False)
+    assert any("Fisher scoring left" in n and "L-BFGS" in n for n in short.notes)
+    assert short.iterations["parameters"] > 1  # L-BFGS's iterations: its fit was kept
+    assert abs(short.train_nll - full.train_nll) < 1e-5
 
 
 def test_minimize_stops_at_the_float32_floor():
