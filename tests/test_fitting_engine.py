@@ -179,14 +179,10 @@ def test_fit_falls_back_to_lbfgs_when_fisher_scoring_does_not_converge(monkeypat
     import importlib
 
     fit_module = importlib.import_module("pedagogym.fitting.fit")  # the module (the package exports the function)
-    log = _recall_log()
-    full = fit_module.fit(log, "efc", holdout=0.0, estimate_traits=False)
-    assert not any("Fisher scoring left" in n for n in full.notes) and full.iterations["parameters"] > 1
     monkeypatch.setattr(fit_module, "SCORING_ITERATIONS", 1)
-    short = fit_module.fit(log, "efc", holdout=0.0, estimate_traits=False)
-    assert any("Fisher scoring left" in n and "L-BFGS" in n for n in short.notes)
-    assert short.iterations["parameters"] > 1  # L-BFGS's iterations: its fit was kept
-    assert abs(short.train_nll - full.train_nll) < 1e-5
+    short = fit_module.fit(_recall_log(), "efc", holdout=0.0, estimate_traits=False)
+    assert any("Fisher scoring left" in n and "its fit kept" in n for n in short.notes)
+    assert short.iterations["parameters"] > 1 and short.converged["parameters"]  # L-BFGS's fit, converged
 
 
 def test_minimize_stops_at_the_float32_floor():
