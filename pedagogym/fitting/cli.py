@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -34,18 +33,13 @@ def _fit_side_by_side(log, names: list[str], options: dict, workers: int) -> lis
     """Fit the models ``workers`` at a time, longest first (a shorter tail), each worker a
     process pinned to its share of the cores (:mod:`pedagogym.pinned_pool`: threads of one
     process were measured slower). Each fit is independent and seeded, so results do not
-    depend on the order they finish in, nor on the process. On an accelerator (one device
-    that processes would share) the fits run one after another in this process."""
-    import jax
-
-    from pedagogym.fitting.fit import fit
+    depend on the order they finish in, nor on the process."""
     from pedagogym.pinned_pool import run_jobs
 
-    if jax.default_backend() != "cpu":
-        return [fit(log, name, **options) for name in names]
     slow_first = sorted(names, key=lambda n: -SLOW_FIRST.get(n, 0))
     fitted = run_jobs("pedagogym.fitting.cli:_fit_in_worker", [(n,) for n in slow_first], workers, (log, options))
-    return [dict(zip(slow_first, fitted))[n] for n in names]
+    by_name = dict(zip(slow_first, fitted))
+    return [by_name[n] for n in names]
 
 
 def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[str], out: str | Path, *,
@@ -105,6 +99,11 @@ def fit_command(logs: str | Path | Sequence[str | Path], model: str | Sequence[s
                    session_gap_minutes=session_gap_minutes, per_learner=per_learner, num_fits=num_fits,
                    allow_partial=allow_partial, test_learners=test_learners, max_guess_slip=max_guess_slip)
     workers = max(1, min(len(names), workers if workers is not None else len(usable_cores())))
+    if workers > 1:
+        import jax
+
+        if jax.default_backend() != "cpu":  # one accelerator the processes would share: one fit at a time
+            workers = 1
     say(f"fitting {', '.join(names)}" + (f" ({workers} at a time)" if workers > 1 else "") + " ...")
     results = (_fit_side_by_side(log, names, options, workers) if workers > 1
                else [fit(log, name, **options) for name in names])
