@@ -547,6 +547,17 @@ def trace(problem: Problem, params, curr, trait_names: tuple[str, ...], mu: jax.
           z: jax.Array, pack: Pack) -> tuple[jax.Array, jax.Array]:
     """Per response and quadrature node: (log P(response) float32[N, Q], P(correct)
     float32[N, Q]), responses in the pack's (log) order; P is clipped to [P_CLIP, 1 - P_CLIP].
+    The arguments are :func:`trace_rows`'."""
+    lp, p = trace_rows(problem, params, curr, trait_names, mu, sd, z, pack)
+    return lp[pack.resp_src], p[pack.resp_src]
+
+
+def trace_rows(problem: Problem, params, curr, trait_names: tuple[str, ...], mu: jax.Array, sd: jax.Array,
+               z: jax.Array, pack: Pack) -> tuple[jax.Array, jax.Array]:
+    """:func:`trace` in the pack's row order: (log P(response), P(correct)), float32[T * B + M, Q],
+    the [T, B] grid's rows flattened, then the multi-skill responses (:class:`Pack`). Rows
+    that are not a response's (padding, and a multi-skill response's rows in its skills'
+    sequences) hold values that no response uses: :func:`row_weights` marks the others.
 
     mu, sd: float32[G, d] per subgroup; a learner in group -1 uses group 0's. z: the nodes
     (standard-normal trait values), float32[Q, d] for every learner or float32[L, Q, d]
@@ -563,8 +574,14 @@ def trace(problem: Problem, params, curr, trait_names: tuple[str, ...], mu: jax.
     group = jnp.maximum(pack.group, 0)
     flags = jax.tree.leaves(pmask)
 
-    def nodes_of(learner):  # the nodes [..., Q, d] of each response's learner
-        return z[learner] if z.ndim == 3 else jnp.broadcast_to(z, learner.shape + z.shape)
+    def shifts_of(learner):  # the trait shifts [..., Q, d] at the nodes of each response's learner
+        if z.ndim == 3:  # per learner (adaptive)
+            g = group[learner]
+            return mu[g][..., None, :] + sd[g][..., None, :] * z[learner]
+        table = mu[:, None, :] + sd[:, None, :] * z[None]  # [G, Q, d]: one rule for every learner
+        if table.shape[0] == 1:  # one subgroup: a broadcast (its gradient a plain sum over rows)
+            return jnp.broadcast_to(table[0], learner.shape + z.shape)
+        return table[group[learner]]
 
     def gather(item):  # local views of every response to ``item`` [...]: (per-skill param leaves, curriculum)
         sk = pack.item_skills[item]
@@ -575,10 +592,10 @@ def trace(problem: Problem, params, curr, trait_names: tuple[str, ...], mu: jax.
         it = iter(local_leaves)
         return jax.tree.unflatten(treedef, [next(it) if per else a for a, per in zip(jax.tree.leaves(params), flags)])
 
-    def with_traits(lparams, g, zq):
+    def with_traits(lparams, shift):
         if not trait_names:
             return lparams
-        return model.apply_traits(lparams, _traits(mu[g] + sd[g] * zq, trait_names))
+        return model.apply_traits(lparams, _traits(shift, trait_names))
 
     def fresh_state(pl, lcurr, slot):  # the traced skill's initial state [1, ...]
         return jax.tree.map(lambda a: _pick(a, slot), tracer.init(pl, lcurr))
@@ -588,11 +605,11 @@ def trace(problem: Problem, params, curr, trait_names: tuple[str, ...], mu: jax.
         p, new = tracer.step(pl, wide, lcurr, 0, y, r, t)
         return jnp.clip(p, P_CLIP, 1.0 - P_CLIP), jax.tree.map(lambda a: _pick(a, slot), new)
 
-    def row(state, leaves, lcurr, y, r, t, slot, start, g, zr):  # state: one skill's, leaves [Q, 1, ...]
+    def row(state, leaves, lcurr, y, r, t, slot, start, zr):  # state: one skill's, leaves [Q, 1, ...]
         lparams = assemble(leaves)
 
         def node(state, zq):
-            pl = with_traits(lparams, g, zq)
+            pl = with_traits(lparams, zq)
             state = jax.tree.map(lambda a, b: jnp.where(start, a, b), fresh_state(pl, lcurr, slot), state)
             p, new = step_from(pl, state, lcurr, y, r, t, slot)
             return new, p, state
@@ -604,11 +621,11 @@ def trace(problem: Problem, params, curr, trait_names: tuple[str, ...], mu: jax.
         new, p, before = jax.vmap(row)(state, *x)
         return new, ((p, jax.tree.map(lambda a: a[lanes], before)) if M else (p, None))
 
-    def closed(leaves, lcurr, y, r, t, slot, g, zr, n_right, n_wrong, t_last):  # one row, every node, no scan
+    def closed(leaves, lcurr, y, r, t, slot, zr, n_right, n_wrong, t_last):  # one row, every node, no scan
         lparams = assemble(leaves)
 
         def node(zq):
-            pl = with_traits(lparams, g, zq)
+            pl = with_traits(lparams, zq)
             state = tracer.history_state(pl, fresh_state(pl, lcurr, slot), slot, n_right, n_wrong, t_last)
             return step_from(pl, state, lcurr, y, r, t, slot)[0], state
 
@@ -618,46 +635,55 @@ def trace(problem: Problem, params, curr, trait_names: tuple[str, ...], mu: jax.
     if isinstance(tracer, CountTracer):
         n_right, n_wrong, t_last = pack.n_right, pack.n_wrong, pack.t_last
         rows = jax.vmap(jax.vmap(closed))
-        p_rows, states = rows(leaves, lcurr, pack.correct, pack.rating, pack.t, pack.slot, group[pack.row_learner],
-                              nodes_of(pack.row_learner), n_right, n_wrong, t_last)
+        p_rows, states = rows(leaves, lcurr, pack.correct, pack.rating, pack.t, pack.slot, shifts_of(pack.row_learner),
+                              n_right, n_wrong, t_last)
         before = jax.tree.map(lambda a: a[jnp.arange(T)[:, None], pack.multi_lanes], states) if M else None
     else:
         leaves0, lcurr0 = gather(jnp.zeros((), jnp.int32))
         one = jax.eval_shape(lambda: jax.tree.map(lambda a: a[:1], tracer.init(assemble(leaves0), lcurr0)))
         state0 = jax.tree.map(lambda s: jnp.zeros((B, z.shape[-2]) + s.shape, s.dtype), one)
-        xs = (leaves, lcurr, pack.correct, pack.rating, pack.t, pack.slot, pack.start, group[pack.row_learner],
-              nodes_of(pack.row_learner), pack.multi_lanes)
+        xs = (leaves, lcurr, pack.correct, pack.rating, pack.t, pack.slot, pack.start, shifts_of(pack.row_learner),
+              pack.multi_lanes)
         _, (p_rows, before) = jax.lax.scan(body, state0, xs)  # p_rows [T, B, Q]; before [T, J, Q, 1, ...]
     p_all = p_rows.reshape(T * B, -1)
     if M:
         J = pack.multi_lanes.shape[1]
         flat = jax.tree.map(lambda a: a.reshape((T * J,) + a.shape[2:]), before)  # [T*J, Q, 1, ...]
 
-        def multi(leaves, lcurr, pos, y, r, t, g, zr):
+        def multi(leaves, lcurr, pos, y, r, t, zr):
             lparams = assemble(leaves)
             states = jax.tree.map(lambda a: a[pos][:, :, 0], flat)  # [K, Q, ...]
 
             def node(st, zq):
-                p, _ = tracer.step(with_traits(lparams, g, zq), st, lcurr, 0, y, r, t)
+                p, _ = tracer.step(with_traits(lparams, zq), st, lcurr, 0, y, r, t)
                 return jnp.clip(p, P_CLIP, 1.0 - P_CLIP)
 
             return jax.vmap(node, in_axes=(jax.tree.map(lambda _: 1, states), 0))(states, zr)
 
         m_leaves, m_curr = gather(pack.multi_item)
         p_multi = jax.vmap(multi)(m_leaves, m_curr, pack.multi_pos, pack.multi_correct, pack.multi_rating,
-                                  pack.multi_t, group[pack.multi_learner], nodes_of(pack.multi_learner))  # [M, Q]
+                                  pack.multi_t, shifts_of(pack.multi_learner))  # [M, Q]
         p_all = jnp.concatenate([p_all, p_multi], 0)
-    p = p_all[pack.resp_src]  # [N, Q]
-    y = jnp.concatenate([pack.correct.reshape(T * B), pack.multi_correct], 0)[pack.resp_src][:, None]
-    lp = y * jnp.log(p) + (1.0 - y) * jnp.log1p(-p)
-    return lp, p
+    y = jnp.concatenate([pack.correct.reshape(T * B), pack.multi_correct], 0)[:, None]
+    lp = y * jnp.log(p_all) + (1.0 - y) * jnp.log1p(-p_all)
+    return lp, p_all
+
+
+def row_weights(pack: Pack) -> tuple[jax.Array, jax.Array]:
+    """(float32[T * B + M]: 1 on the rows of :func:`trace_rows` that are a response's, 0
+    elsewhere; int32[T * B + M]: each row's learner)."""
+    T, B = pack.item.shape
+    n_rows = T * B + pack.multi_item.shape[0]
+    weight = jnp.zeros(n_rows, jnp.float32).at[pack.resp_src].set(1.0)
+    return weight, jnp.concatenate([pack.row_learner.reshape(T * B), pack.multi_learner])
 
 
 def learner_loglik(problem: Problem, theta: dict, trait_names, mu, log_sd, z, pack: Pack) -> jax.Array:
     """float32[L, Q] each learner's log-likelihood at each quadrature node."""
     params, curr = problem.params(theta)
-    lp, _ = trace(problem, params, curr, trait_names, mu, jnp.exp(log_sd), z, pack)
-    return jax.ops.segment_sum(lp, pack.resp_learner, pack.group.shape[0])
+    lp, _ = trace_rows(problem, params, curr, trait_names, mu, jnp.exp(log_sd), z, pack)
+    weight, learner = row_weights(pack)  # summed in row order: a gather of [N, Q] into log order costs 10-30% more
+    return jax.ops.segment_sum(lp * weight[:, None], learner, pack.group.shape[0])
 
 
 def marginal_nll(problem: Problem, theta: dict, trait_names, mu, log_sd, z, logw, pack: Pack) -> jax.Array:
@@ -976,7 +1002,7 @@ def fisher_scoring(problem: Problem, theta0: dict, pack: Pack, max_iter: int = 2
     use = (pack.group[pack.resp_learner] >= 0).astype(jnp.float32)
     count = jnp.maximum(jnp.sum(use), 1.0)
 
-    def lp_and_p(theta):
+    def lp_and_p(theta, pack, use):
         params, curr = problem.params(theta)
         lp, p = trace(problem, params, curr, (), mu0, jnp.ones((1, 0), jnp.float32), z0, pack)
         return lp[:, 0] * use, p[:, 0]
@@ -986,14 +1012,16 @@ def fisher_scoring(problem: Problem, theta0: dict, pack: Pack, max_iter: int = 2
                                     for n, v in theta["fields"].items()}}
 
     @jax.jit
-    def evaluate(theta, lp_old):
+    def evaluate(theta, lp_old, pack, skill, use):  # the log's arrays as arguments: not folded as constants
+        count = jnp.maximum(jnp.sum(use), 1.0)
+
         def nll(th):
-            lp, _ = lp_and_p(th)
+            lp, _ = lp_and_p(th, pack, use)
             return -jnp.sum(lp) / count, lp
 
         (f, lp), g = jax.value_and_grad(nll, has_aux=True)(theta)
         tans = jax.tree.map(lambda *a: jnp.stack(a), *[tangent(k, theta) for k in range(nF)])
-        p, dp = jax.vmap(lambda t: jax.jvp(lambda th: lp_and_p(th)[1], (theta,), (t,)), out_axes=(None, 0))(tans)
+        p, dp = jax.vmap(lambda t: jax.jvp(lambda th: lp_and_p(th, pack, use)[1], (theta,), (t,)), out_axes=(None, 0))(tans)
         w = use / jnp.clip(p * (1.0 - p), P_CLIP, None) / count
         info = jax.ops.segment_sum(w[:, None, None] * dp.T[:, :, None] * dp.T[:, None, :], skill, S)
         gain = jax.ops.segment_sum(lp - lp_old, skill, S) / count  # the fall of each skill's NLL
@@ -1008,7 +1036,7 @@ def fisher_scoring(problem: Problem, theta0: dict, pack: Pack, max_iter: int = 2
                                     for k, n in enumerate(names)}}
 
     theta = theta0
-    f, lp, _, G, H = evaluate(theta, jnp.zeros_like(pack.resp_src, jnp.float32))
+    f, lp, _, G, H = evaluate(theta, jnp.zeros_like(pack.resp_src, jnp.float32), pack, skill, use)
     f, G, H = float(f), np.asarray(G, np.float64), np.asarray(H, np.float64)
     history, evals = [f], 1
     if not (np.isfinite(f) and np.all(np.isfinite(G)) and np.all(np.isfinite(H))):
@@ -1028,7 +1056,7 @@ def fisher_scoring(problem: Problem, theta0: dict, pack: Pack, max_iter: int = 2
         d *= np.minimum(1.0, 2.0 / np.maximum(np.abs(d).max(axis=1), 1e-30))[:, None]
         d[done] = 0.0
         predicted = -(np.sum(G * d, axis=1) + 0.5 * np.einsum("si,sij,sj->s", d, H, d))
-        f_t, lp_t, gain, G_t, H_t = evaluate(moved(theta, d), lp)
+        f_t, lp_t, gain, G_t, H_t = evaluate(moved(theta, d), lp, pack, skill, use)
         evals += 1
         gain = np.asarray(gain, np.float64)
         G_t, H_t = np.asarray(G_t, np.float64), np.asarray(H_t, np.float64)
