@@ -22,8 +22,8 @@ side, one process per core, so the wall time is about ``sum_fit_seconds`` over t
 the total of ``fit_command`` (``total_seconds``: reading the log, the fits, the leaderboard,
 the files) and the CPU seconds it and its fitting processes used (``cpu_seconds``: below
 twice the wall time when other jobs held a core), plus the leaderboard's log losses. The
-default run (400,000 responses, every model) takes about 3 minutes on the 2-core project
-machine (2 minutes of it the fit); ``--each`` about triples that::
+default run (400,000 responses, every model) takes about 2 minutes on the 2-core project
+machine (about 95 s of it the fit); ``--each`` about triples that::
 
     python benchmarks/glops_fit_all_timing.py [--shape assistments|wide] [--responses N]
         [--multi-skill F] [--log FILE] [--models all] [--each]
