@@ -81,7 +81,8 @@ def test_four_devices_give_the_same_numbers_as_one(tmp_path):
     equal this one-device process's, array by array, and whose tables must be identical;
     there, PPO agents split over the 4 devices must train bitwise as on one device
     (parameters, optimiser moments, env states, metrics)."""
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",  # the run's other XLA flags kept: compiled as this process is
+           "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()}
     out4 = tmp_path / "four"
     proc = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT, json.dumps(GRID), str(out4)], env=env,
                           capture_output=True, text=True, timeout=300)

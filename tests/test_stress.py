@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -154,21 +151,16 @@ def test_wilson_interval_contains_the_estimate_at_the_edges():
 
 
 # ---- the whole command ----------------------------------------------------------------------------
-def test_cli_writes_every_promised_file(tmp_path):
+def test_cli_writes_every_promised_file(tmp_path, capsys):
     """End to end, with what-ifs, on the planted hard item: every CSV and figure, a self-contained
     HTML report whose images are embedded PNGs, report.md linking existing figures, a manifest,
     equity CIs around their estimates, and ranked what-ifs, the strongest confirmed on more learners."""
     cur = write_curriculum(tmp_path / "hard.toml", difficulty={"s2_1": 4.5})
     out = tmp_path / "report"
-    # the real command in a subprocess: its outputs are checked for themselves (not against this
-    # process's numbers) and compiling dominates, so let XLA optimise less (as tests/test_agents.py
-    # does for `pedagogym train`)
-    env = {**os.environ, "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()}
-    done = subprocess.run([sys.executable, "-m", "pedagogym.stress.cli", str(cur), "--learners", "400", "--horizon",
-                           str(HORIZON), "--whatif-learners", "64", "--out", str(out), "--quiet"],
-                          capture_output=True, text=True, timeout=600, env=env)
-    stdout = done.stdout
-    assert done.returncode == 0, done.stderr[-3000:]
+    rc = main([str(cur), "--learners", "400", "--horizon", str(HORIZON), "--whatif-learners", "64",
+               "--out", str(out), "--quiet"])
+    stdout = capsys.readouterr().out
+    assert rc == 0
     assert "s2_1" in stdout and str(out / "report.html") in stdout
 
     for name in CSV_FILES:
