@@ -12,9 +12,11 @@ Two stages, for every model:
    per-skill parameters by Fisher scoring (:func:`.engine.fisher_scoring`). See :mod:`.engine`.
 2. **Population.** With stage-1 parameters fixed, the mean and sd of each estimated trait
    shift (the model's ``apply_traits`` scale) per subgroup, by marginal maximum likelihood on
-   a random subsample of training learners (at most ``max_trait_interactions`` responses).
-   Traits estimated: BKT prior, speed (+ memory with forgetting); IRT prior (ability); PFA
-   prior, speed; memory models prior, memory. The others are written as (0, 0) and the
+   a random subsample of training learners (at most ``max_trait_interactions`` responses),
+   the traits integrated out on the held-out predictions' fine uniform rule for one trait (IRT)
+   and on the fit's Gauss-Hermite product grid for two or three. Traits estimated: BKT prior,
+   speed (+ memory with forgetting); IRT prior (ability); PFA prior, speed; memory models
+   prior, memory. The others are written as (0, 0) and the
    report says so; persistence (dropout) is never estimated from a response log.
    Sessions per week come from the timestamps (:func:`sessions_per_week`).
 
@@ -482,8 +484,14 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
         in_sub[np.flatnonzero(~test)[sub]] = True
         sub_batches = _packed(log, in_sub, g_train[sub], sub_log)
 
+        # one trait: the fine uniform rule of the held-out predictions (a long sequence's narrow
+        # posterior spans several of its nodes; the fit's 15 Gauss-Hermite nodes are 0.8 apart
+        # at the centre, and the sd then came out too small); several: the fit's product grid
+        zs, lws = ((jnp.asarray(a) for a in engine.prediction_rule(1, spec.prediction_quadrature[1]))
+                   if d == 1 and nodes is None else (z, logw))
+
         def loss2(x, theta, batches):
-            return engine.marginal_nll(problem, theta, traits, x["mu"], jnp.clip(x["log_sd"], -7.0, 2.0), z, logw, batches)
+            return engine.marginal_nll(problem, theta, traits, x["mu"], jnp.clip(x["log_sd"], -7.0, 2.0), zs, lws, batches)
 
         n_sub = max(sub_log.n_interactions, 1)  # the preconditioner: each subgroup's share of the responses
         group_share = np.bincount(g_train[sub], weights=sub_log.learner_counts(), minlength=G) / n_sub
