@@ -23,7 +23,7 @@ the total of ``fit_command`` (``total_seconds``: reading the log, the fits, the 
 the files) and the CPU seconds it and its fitting processes used (``cpu_seconds``: below
 twice the wall time when other jobs held a core), plus the leaderboard's log losses. The
 default run (400,000 responses, every model) takes about 2 minutes on the 2-core project
-machine (about 95 s of it the fit); ``--each`` about triples that::
+machine (about 90 s of it the fit); ``--each`` about triples that::
 
     python benchmarks/glops_fit_all_timing.py [--shape assistments|wide] [--responses N]
         [--multi-skill F] [--log FILE] [--models all] [--each]

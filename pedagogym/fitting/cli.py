@@ -19,7 +19,7 @@ from pedagogym.pinned_pool import usable_cores
 from pedagogym.schema import SECONDS_PER_DAY
 
 
-SLOW_FIRST = {"actr": 62, "irt2pl": 25, "irt1pl": 19, "fsrs": 18, "bkt": 15, "efc": 7, "hlr": 5, "pfa": 4}  # seconds alone, 400k responses: longest first
+SLOW_FIRST = {"actr": 47, "irt2pl": 29, "fsrs": 25, "bkt": 25, "irt1pl": 21, "hlr": 7, "efc": 6, "pfa": 5}  # seconds alone, 400k responses: longest first
 
 
 def _fit_in_worker(data, name: str):  # in a worker process of pedagogym.pinned_pool

@@ -29,6 +29,7 @@ for positive quantities) with L-BFGS (:func:`minimize`) on the mean negative log
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -46,6 +47,35 @@ from pedagogym.schema import SECONDS_PER_DAY
 P_CLIP = 1e-6
 _KEY = jax.random.PRNGKey(0)  # deterministic models ignore the key of ``learn``
 TRAIT_ORDER = ("prior", "speed", "memory", "persistence")
+
+# XLA's CPU backend hands reductions to YNNPACK. Inside the sequential scan of BKT, ACT-R and
+# FSRS, one small reduction per step (e.g. ACT-R's 32 presentation slots x 25 nodes x a few
+# hundred lanes, 77 steps) made them 25-40% of an evaluation (jax.profiler, 400,000
+# responses): ACT-R's population-stage evaluation took 0.97 s with them and 0.73 s without,
+# the same value to the bit. The closed-form (count) models make one large reduction, where
+# YNNPACK is faster (IRT-2PL's evaluation 0.126 s with it, 0.20 s without), so they keep it.
+NO_LIBRARY_FUSIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+@functools.cache
+def _library_fusions_can_be_turned_off() -> bool:
+    """Whether this XLA has :data:`NO_LIBRARY_FUSIONS` (an older or newer one may lack the
+    option: a tiny program is compiled with it once to see); only on CPU."""
+    if jax.default_backend() != "cpu":
+        return False
+    try:
+        jax.jit(lambda x: x + 1.0).lower(jnp.float32(0.0)).compile(compiler_options=NO_LIBRARY_FUSIONS)
+    except Exception:  # noqa: BLE001 - "No such compile option" / an invalid value in another XLA
+        return False
+    return True
+
+
+def fit_jit(fn, scan: bool = False):
+    """``jax.jit(fn)``; for a likelihood traced by a scan (``scan``), without YNNPACK's
+    library fusions where they can be turned off (:data:`NO_LIBRARY_FUSIONS`)."""
+    if scan and _library_fusions_can_be_turned_off():
+        return jax.jit(fn, compiler_options=NO_LIBRARY_FUSIONS)
+    return jax.jit(fn)
 
 
 # ---- data -----------------------------------------------------------------------------
@@ -399,6 +429,12 @@ class Problem:
     extra: dict = field(default_factory=dict)
 
     # -- parameters
+    @property
+    def scanned(self) -> bool:
+        """Whether the likelihood is traced by a scan over each sequence (not a
+        :class:`CountTracer`'s closed form); see :func:`fit_jit`."""
+        return not isinstance(self.tracer, CountTracer)
+
     def initial_theta(self) -> dict:
         theta: dict[str, Any] = {"fields": {}}
         for f in self.spec.fields:
@@ -773,7 +809,7 @@ def predict(problem: Problem, theta: dict, trait_names, mu, log_sd, z, logw,
 
     Returns (learner index int32[n], step int32[n], p float64[n]) in log order."""
 
-    @jax.jit
+    @functools.partial(fit_jit, scan=problem.scanned)
     def run(theta, mu, log_sd, pack):
         params, curr = problem.params(theta)
         return trace(problem, params, curr, trait_names, mu, jnp.exp(log_sd), z, pack)
@@ -797,7 +833,7 @@ def posterior_mean_traits(problem: Problem, theta: dict, trait_names, mu, log_sd
     standard rule (``z``, ``logw``) centred on each learner (:func:`laplace_centre`):
     (learner index int32[n], float32[n, d])."""
 
-    @jax.jit
+    @functools.partial(fit_jit, scan=problem.scanned)
     def run(theta, mu, log_sd, pack):
         loglik = lambda zl: learner_loglik(problem, theta, trait_names, mu, log_sd, zl, pack)  # noqa: E731
         m, c = laplace_centre(loglik, jnp.zeros((pack.group.shape[0], z.shape[1]), jnp.float32), 10)
@@ -823,7 +859,7 @@ class OptResult:
 
 
 def minimize(fun, x0, args: tuple, max_iter: int = 200, tol: float = 1e-7, scale=None, memory: int = 30,
-             max_backtracks: int = 10, max_step: float = 2.0) -> OptResult:
+             max_backtracks: int = 10, max_step: float = 2.0, scan: bool = False) -> OptResult:
     """L-BFGS with a backtracking (Armijo) line search on ``fun(x, *args)``.
 
     Only ``fun``'s value and gradient are compiled (one ``jit``: each evaluation is one call);
@@ -846,7 +882,8 @@ def minimize(fun, x0, args: tuple, max_iter: int = 200, tol: float = 1e-7, scale
     30 rather than the usual 10 (scipy's ``maxcor``) because IRT's thousands of item parameters
     converge in a quarter fewer evaluations with it (100,000 responses: 202 instead of 270 for
     irt1pl, 181 instead of 247 for irt2pl at 60; ACT-R 239 instead of 264), and the host-side
-    update stays cheap."""
+    update stays cheap. ``scan``: ``fun`` traces a scan (:attr:`Problem.scanned`; compiled as
+    :func:`fit_jit` says)."""
     from jax.flatten_util import ravel_pytree
 
     flat0, unravel = ravel_pytree(x0)
@@ -860,7 +897,7 @@ def minimize(fun, x0, args: tuple, max_iter: int = 200, tol: float = 1e-7, scale
         root = np.sqrt(w / np.exp(np.mean(np.log(w))))  # geometric mean 1
     root_dev = jnp.asarray(root, jnp.float32)
 
-    @jax.jit
+    @functools.partial(fit_jit, scan=scan)
     def vg(u, args):
         return jax.value_and_grad(lambda u: fun(unravel(u / root_dev), *args))(u)
 
@@ -1011,7 +1048,7 @@ def fisher_scoring(problem: Problem, theta0: dict, pack: Pack, max_iter: int = 2
         return {**theta, "fields": {n: (jnp.ones_like(v) if n == names[k] else jnp.zeros_like(v))
                                     for n, v in theta["fields"].items()}}
 
-    @jax.jit
+    @functools.partial(fit_jit, scan=problem.scanned)
     def evaluate(theta, lp_old, pack, skill, use):  # the log's arrays as arguments: not folded as constants
         count = jnp.maximum(jnp.sum(use), 1.0)
 

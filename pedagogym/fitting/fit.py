@@ -420,7 +420,7 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
 
         def lbfgs():
             return engine.minimize(loss1, x0, (train_batches,), max_iter=max_iter,
-                                   scale=_data_scale(problem, x0, train_log, prior))
+                                   scale=_data_scale(problem, x0, train_log, prior), scan=problem.scanned)
 
         if fitter.stage1 == "scoring" and engine.separable_by_skill(problem, train_batches, jt):
             res = engine.fisher_scoring(problem, theta, train_batches, max_iter=min(max_iter, SCORING_ITERATIONS))
@@ -497,7 +497,7 @@ def fit(log: Log, model: str, *, holdout: float = 0.2, seed: int = 0, min_group_
         group_share = np.bincount(g_train[sub], weights=sub_log.learner_counts(), minlength=G) / n_sub
         share = jnp.asarray(np.maximum(group_share, 1.0 / n_sub), jnp.float32)[:, None]
         res2 = engine.minimize(loss2, {"mu": mu, "log_sd": log_sd}, (theta, sub_batches), max_iter=max_iter,
-                               scale={"mu": share, "log_sd": share})
+                               scale={"mu": share, "log_sd": share}, scan=problem.scanned)
         mu, log_sd = res2.x["mu"], jnp.clip(res2.x["log_sd"], -7.0, 2.0)
         if not (np.isfinite(res2.value) and np.all(np.isfinite(np.asarray(mu))) and np.all(np.isfinite(np.asarray(log_sd)))):
             raise FitError(f"{fitter.name}: the population stage gave a non-finite likelihood or trait estimate")
