@@ -130,13 +130,13 @@ SCORING = ("Fisher scoring per skill, Levenberg-Marquardt damped; L-BFGS where a
            "and as well where Fisher scoring does not converge, the higher likelihood kept")
 _irt1 = _irt(1)
 _irt2 = _irt(2)
+IRT_METHOD = ("marginal ML, ability integrated out (15 Gauss-Hermite nodes for the parameters, 121 equally spaced "
+              "for the population); item parameters by MAP with an empirical-Bayes prior (L-BFGS)")
 FITTERS: dict[str, Fitter] = {
     "bkt": Fitter("bkt", _bkt_model, _bkt_spec, stage1="em", tracer=engine.BKTTracer,
                   method="EM (Baum-Welch), forward-backward batched in JAX over skills"),
-    "irt1pl": Fitter("irt1pl", *_irt1, tracer=engine.IRTTracer, method="marginal ML, Gauss-Hermite quadrature over ability; item parameters "
-                                               "by MAP with an empirical-Bayes prior (L-BFGS)"),
-    "irt2pl": Fitter("irt2pl", *_irt2, tracer=engine.IRTTracer, method="marginal ML, Gauss-Hermite quadrature over ability; item parameters "
-                                               "by MAP with an empirical-Bayes prior (L-BFGS)"),
+    "irt1pl": Fitter("irt1pl", *_irt1, tracer=engine.IRTTracer, method=IRT_METHOD),
+    "irt2pl": Fitter("irt2pl", *_irt2, tracer=engine.IRTTracer, method=IRT_METHOD),
     "pfa": Fitter("pfa", _pfa_model, lambda o: Spec(fields=(FreeField("beta"), FreeField("gamma"), FreeField("rho")),
                                                    traits=("prior", "speed")), tracer=engine.PFATracer,
                   method="logistic regression, maximum likelihood (L-BFGS)"),
