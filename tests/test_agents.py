@@ -60,9 +60,7 @@ def _cli_train(cfg_path: Path, out: Path, cache: Path) -> subprocess.Popen:
     """``pedagogym train`` in a subprocess. The runs of this module share a persistent JAX
     compilation cache, so only the first one compiles the training program."""
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "JAX_COMPILATION_CACHE_DIR": str(cache),
-           # tiny runs: compile time dominates, so let XLA optimise less
-           "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()}
+           "JAX_COMPILATION_CACHE_DIR": str(cache)}  # XLA_FLAGS (optimisation off) inherited: tests/conftest.py
     return subprocess.Popen([sys.executable, "-m", "pedagogym.agents.cli", "train", str(cfg_path), "--out", str(out),
                              "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -198,7 +196,7 @@ def test_make_train_is_pure_and_jittable_gru_option_runs():
         state, metrics = train_fn(key)
         return state, metrics, trainer.evaluate(state.params, state.obs_norm, learner_keys(jax.random.PRNGKey(5), 16))
 
-    fn = jax.jit(jax.vmap(train_and_evaluate), compiler_options={"xla_backend_optimization_level": 0})
+    fn = jax.jit(jax.vmap(train_and_evaluate))  # compiled with the run's optimisation off (tests/conftest.py)
     states, metrics, res = fn(jax.random.split(jax.random.PRNGKey(0), 2))
     assert metrics.policy_loss.shape == (2, cfg.num_updates)
     for leaf in jax.tree.leaves(metrics):
