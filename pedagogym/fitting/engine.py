@@ -641,31 +641,31 @@ def trace_rows(problem: Problem, params, curr, trait_names: tuple[str, ...], mu:
         p, new = tracer.step(pl, wide, lcurr, 0, y, r, t)
         return jnp.clip(p, P_CLIP, 1.0 - P_CLIP), jax.tree.map(lambda a: _pick(a, slot), new)
 
-    def row(state, leaves, lcurr, y, r, t, slot, start, zr):  # state: one skill's, leaves [Q, 1, ...]
+    def row(state, leaves, lcurr, y, r, t, slot, start, shifts):  # state: one skill's, leaves [Q, 1, ...]
         lparams = assemble(leaves)
 
-        def node(state, zq):
-            pl = with_traits(lparams, zq)
+        def node(state, shift):
+            pl = with_traits(lparams, shift)
             state = jax.tree.map(lambda a, b: jnp.where(start, a, b), fresh_state(pl, lcurr, slot), state)
             p, new = step_from(pl, state, lcurr, y, r, t, slot)
             return new, p, state
 
-        return jax.vmap(node)(state, zr)
+        return jax.vmap(node)(state, shifts)
 
     def body(state, x):
         *x, lanes = x
         new, p, before = jax.vmap(row)(state, *x)
         return new, ((p, jax.tree.map(lambda a: a[lanes], before)) if M else (p, None))
 
-    def closed(leaves, lcurr, y, r, t, slot, zr, n_right, n_wrong, t_last):  # one row, every node, no scan
+    def closed(leaves, lcurr, y, r, t, slot, shifts, n_right, n_wrong, t_last):  # one row, every node, no scan
         lparams = assemble(leaves)
 
-        def node(zq):
-            pl = with_traits(lparams, zq)
+        def node(shift):
+            pl = with_traits(lparams, shift)
             state = tracer.history_state(pl, fresh_state(pl, lcurr, slot), slot, n_right, n_wrong, t_last)
             return step_from(pl, state, lcurr, y, r, t, slot)[0], state
 
-        return jax.vmap(node)(zr)
+        return jax.vmap(node)(shifts)
 
     leaves, lcurr = gather(pack.item)  # [T, B, K, ...]
     if isinstance(tracer, CountTracer):
@@ -686,15 +686,15 @@ def trace_rows(problem: Problem, params, curr, trait_names: tuple[str, ...], mu:
         J = pack.multi_lanes.shape[1]
         flat = jax.tree.map(lambda a: a.reshape((T * J,) + a.shape[2:]), before)  # [T*J, Q, 1, ...]
 
-        def multi(leaves, lcurr, pos, y, r, t, zr):
+        def multi(leaves, lcurr, pos, y, r, t, shifts):
             lparams = assemble(leaves)
             states = jax.tree.map(lambda a: a[pos][:, :, 0], flat)  # [K, Q, ...]
 
-            def node(st, zq):
-                p, _ = tracer.step(with_traits(lparams, zq), st, lcurr, 0, y, r, t)
+            def node(st, shift):
+                p, _ = tracer.step(with_traits(lparams, shift), st, lcurr, 0, y, r, t)
                 return jnp.clip(p, P_CLIP, 1.0 - P_CLIP)
 
-            return jax.vmap(node, in_axes=(jax.tree.map(lambda _: 1, states), 0))(states, zr)
+            return jax.vmap(node, in_axes=(jax.tree.map(lambda _: 1, states), 0))(states, shifts)
 
         m_leaves, m_curr = gather(pack.multi_item)
         p_multi = jax.vmap(multi)(m_leaves, m_curr, pack.multi_pos, pack.multi_correct, pack.multi_rating,
